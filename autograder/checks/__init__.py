@@ -1,0 +1,1 @@
+"""Per-lab checks: plain functions over evidence, shared by notebooks and the grader."""

@@ -1,0 +1,101 @@
+"""What every lab's checks share: the context they read, their result, and how a
+notebook's self-check cell calls them.
+
+A check is a plain function ``(ctx, strict) -> CheckResult`` that looks only at
+evidence (the MLflow store, files, the data), never at variables in the student's
+kernel. The notebook calls it for instant feedback; the grader calls the same
+function again from its own process, so a student cell that rewrites later cells
+inside the kernel cannot change the official score (DESIGN.md, "Threat model").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: passed or not, and a message a student can act on."""
+
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class LabContext:
+    """Everything a check may look at.
+
+    ``params`` are the values of the lab's parameters cell (as the grader or papermill
+    set them); ``run_id`` is the run the student is working on when the check runs
+    inside the notebook, or None to let the check find the lab's run in the store.
+    """
+
+    tracking_uri: str
+    data_path: Path
+    params: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+Check = Callable[[LabContext, bool], CheckResult]
+
+
+class SelfCheckFailed(AssertionError):
+    """A failed self-check. IPython shows only the message, not a traceback wall."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m✘ {self}\x1b[0m"]
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence warnings and MLflow's INFO logs while a check runs.
+
+    nbgrader scores a test cell that wrote anything to stderr as 0, and MLflow logs to
+    stderr when it loads a model; the check's own verdict is what the student should see.
+    """
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        mlflow_logger.setLevel(level)
+
+
+def run_check(check: Check, ctx: LabContext, strict: bool) -> CheckResult:
+    """Run one check; an unexpected error becomes a failed result, never a crash."""
+    try:
+        with quiet():
+            return check(ctx, strict)
+    except Exception as exc:  # a broken store or artifact must not stop the grading
+        return CheckResult(False, f"could not check: {type(exc).__name__}: {exc}")
+
+
+def context_from_namespace(
+    namespace: Mapping[str, Any], param_names: list[str], data_path: Path
+) -> LabContext:
+    """Build the context inside a notebook from its parameters and the active run."""
+    import mlflow
+
+    active = mlflow.active_run()
+    return LabContext(
+        tracking_uri=mlflow.get_tracking_uri(),
+        data_path=data_path,
+        params={name: namespace[name] for name in param_names if name in namespace},
+        run_id=active.info.run_id if active else None,
+    )
+
+
+def report(result: CheckResult, label: str) -> None:
+    """Print a pass line, or raise a one-line failure that IPython shows in red."""
+    if not result.passed:
+        raise SelfCheckFailed(f"{label}: {result.message}")
+    print(f"✔ {label}: {result.message}")

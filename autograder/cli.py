@@ -1,0 +1,88 @@
+"""Command line: ``python -m autograder grade NOTEBOOK... [--json FILE]`` and friends.
+
+Exit codes: 0 when every notebook was graded (whatever its score), 2 when one could not
+be graded at all (its one-line reason is printed), 1 for a stale ``generate --check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from autograder.grade import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, GradeResult
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autograder", description="Grade the course's lab notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grade = sub.add_parser("grade", help="grade one or more notebooks")
+    grade.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
+    grade.add_argument("--json", type=Path, metavar="FILE", help="write the results as a JSON array")
+    grade.add_argument(
+        "--feedback-dir", type=Path, default=Path("feedback"), metavar="DIR",
+        help="where to write one Markdown feedback file per notebook (default: ./feedback)",
+    )
+    grade.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S",
+                       help=f"seconds one cell may run (default {DEFAULT_CELL_TIMEOUT:g})")
+    grade.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S",
+                       help=f"seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})")
+    grade.add_argument("--keep", action="store_true", help="keep each submission's working directory")
+
+    gen = sub.add_parser("generate", help="regenerate labs/ from the masters in solutions/")
+    gen.add_argument("--check", action="store_true", help="only report stale student notebooks")
+    return parser
+
+
+def _failed(path: Path, reason: str) -> GradeResult:
+    return GradeResult(path=str(path), lab=None, score=0.0, max_score=0.0, errors=[reason])
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grade import grade_notebook
+    from autograder.notebook import GradingError
+    from autograder.report import table, write_feedback
+
+    results: list[GradeResult] = []
+    could_not = 0
+    for i, path in enumerate(args.notebooks, 1):
+        print(f"[{i}/{len(args.notebooks)}] grading {path} ...", file=sys.stderr, flush=True)
+        try:
+            result = grade_notebook(path, args.cell_timeout, args.timeout, args.keep)
+        except GradingError as exc:
+            could_not += 1
+            print(f"error: {exc}", file=sys.stderr)
+            results.append(_failed(path, str(exc)))
+            continue
+        results.append(result)
+        print(table(result))
+        feedback = write_feedback(result, args.feedback_dir)
+        print(f"  feedback: {feedback}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n", encoding="utf-8")
+    return 2 if could_not else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from autograder import generate
+
+    if args.check:
+        stale = generate.stale_labs()
+        for lab in stale:
+            print(f"stale: {lab.student} (run `make labs`)", file=sys.stderr)
+        return 1 if stale else 0
+    changed = generate.write_all()
+    print("\n".join(f"wrote {lab.student}" for lab in changed) or "labs/ is up to date")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"grade": cmd_grade, "generate": cmd_generate}[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,52 @@
+"""Where the course's files live, and which labs exist.
+
+Everything else asks this module for paths, so that a notebook run from
+``labs/01_tracking/``, a grader run from a temporary directory and a test run
+from the repository root all agree on one course-level layout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The repository root: ``autograder/`` sits at its top level (editable install).
+#: ``COURSE_ROOT`` overrides it, for an installed copy graded against another checkout.
+ROOT = Path(os.environ.get("COURSE_ROOT") or Path(__file__).resolve().parents[1])
+LABS_DIR = ROOT / "labs"
+SOLUTIONS_DIR = ROOT / "solutions"
+DATA_DIR = ROOT / "data"
+MAIN_DATASET = DATA_DIR / "devops_metrics.csv"
+
+#: The one course-level MLflow store that JupyterLab, the MLflow UI and every lab share.
+STORE_DIR = ROOT / "mlflow-store"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab: its id (the folder and notebook name) and the module holding its checks."""
+
+    lab_id: str
+    checks_module: str
+
+    @property
+    def master(self) -> Path:
+        """The hand-written master notebook: solutions plus nbgrader markup."""
+        return SOLUTIONS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
+
+    @property
+    def student(self) -> Path:
+        """The student notebook generated from the master."""
+        return LABS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
+
+
+LABS: dict[str, Lab] = {
+    lab.lab_id: lab for lab in [Lab("01_tracking", "autograder.checks.lab01")]
+}
+
+
+def lab_for_notebook(name: str) -> Lab | None:
+    """The lab a notebook file name names (``01_tracking.ipynb``, ``alice_01_tracking.ipynb``)."""
+    stem = Path(name).stem
+    return next((lab for lab_id, lab in LABS.items() if lab_id in stem), None)

@@ -1,0 +1,174 @@
+"""Run one notebook with papermill, in its own directory, kernel and MLflow store.
+
+The kernel is started before the notebook is ready (``Kernel.start``), and told to import
+the heavy libraries at once, so that its start-up overlaps with the grader's own work
+(reading, restoring, copying the store): stack-facts.md measured kernel start and imports
+at about half of a Lab 01 run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+#: Sent to the kernel as soon as it is up. Importing changes no behaviour, only when the
+#: cost is paid; matplotlib's non-interactive backend also keeps figures off any display.
+WARMUP = (
+    "import matplotlib\nmatplotlib.use('Agg')\n"
+    "import mlflow, pandas, sklearn.ensemble, matplotlib.pyplot\n"
+)
+
+#: Environment variables a submission's kernel must not inherit from the grader's shell.
+_DROP_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT", "JPY_PARENT_PID")
+
+
+@dataclass
+class ExecutionResult:
+    """The executed notebook, and why execution stopped early (None if it did not)."""
+
+    notebook: NotebookNode
+    stopped: str | None
+    seconds: float
+
+
+def kernel_env() -> dict[str, str]:
+    """The kernel's environment: the grader's, minus its MLflow settings (the store comes
+    in as the notebook's TRACKING_URI parameter), plus offline and headless settings."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env.update(
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK="true",
+        MPLBACKEND="Agg",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        PYTHONUNBUFFERED="1",
+    )
+    # The kernel must import the same autograder package as the grader.
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [root, env.get("PYTHONPATH", "")] if p)
+    return env
+
+
+class Kernel:
+    """A kernel started ahead of the notebook, in the submission's directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        self.km = AsyncKernelManager(kernel_name="python3")
+        self.workdir = workdir
+
+    def start(self) -> None:
+        """Start the kernel and queue the warm-up imports; returns without waiting for them."""
+        from jupyter_client import BlockingKernelClient
+        from jupyter_core.utils import run_sync
+
+        run_sync(self.km.start_kernel)(cwd=str(self.workdir), env=kernel_env())
+        client = BlockingKernelClient()
+        client.load_connection_info(self.km.get_connection_info())
+        client.start_channels()
+        try:
+            client.execute(WARMUP, silent=True, store_history=False)
+        finally:
+            client.stop_channels()
+
+    def kill(self) -> None:
+        """Kill the kernel process at once (the total timeout, or clean-up)."""
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+    def shutdown(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        try:
+            if run_sync(self.km.is_alive)():
+                run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception:  # a kernel that is already gone needs no shutdown
+            self.kill()
+        finally:
+            run_sync(self.km.cleanup_resources)()
+
+
+def execute(
+    nb: NotebookNode,
+    workdir: Path,
+    parameters: dict[str, Any],
+    kernel: Kernel,
+    cell_timeout: float,
+    total_timeout: float,
+) -> ExecutionResult:
+    """Execute every cell, errors or not, and return what ran.
+
+    ``allow_errors`` keeps going after a failing cell: one broken TODO must not zero the
+    rest. papermill still raises at the end when a cell failed, and raises on a dead
+    kernel: both are expected here, and the notebook it wrote up to then is read back.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output = workdir / "executed.ipynb"
+    timed_out = threading.Event()
+
+    def on_total_timeout() -> None:
+        timed_out.set()
+        kernel.kill()
+
+    timer = threading.Timer(total_timeout, on_total_timeout)
+    timer.daemon = True
+    stopped: str | None = None
+    start = time.perf_counter()
+    timer.start()
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(output),
+            parameters=parameters,
+            cwd=str(workdir),
+            km=kernel.km,
+            kernel_name="python3",
+            allow_errors=True,
+            execution_timeout=cell_timeout,
+            interrupt_on_timeout=True,
+            progress_bar=False,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+        )
+    except PapermillExecutionError:
+        pass  # a cell raised: recorded in the notebook, scored per cell
+    except Exception as exc:  # dead kernel, IOPub timeout, kernel that never started
+        stopped = describe_stop(exc, timed_out.is_set(), total_timeout)
+    finally:
+        timer.cancel()
+    seconds = time.perf_counter() - start
+    if stopped is None and timed_out.is_set():
+        stopped = describe_stop(None, True, total_timeout)
+    executed = nbformat.read(output, as_version=4) if output.exists() else nb
+    return ExecutionResult(executed, stopped, seconds)
+
+
+def describe_stop(exc: BaseException | None, timed_out: bool, total_timeout: float) -> str:
+    """One line on why the notebook stopped before its end."""
+    if timed_out:
+        return f"the notebook ran longer than the {total_timeout:g} s limit and was stopped"
+    name = type(exc).__name__
+    if name == "DeadKernelError":
+        return "the kernel died (a cell crashed it or exited the process)"
+    if name in {"CellTimeoutError", "TimeoutError"} or "timeout" in str(exc).lower():
+        return "a cell did not finish within its time limit and could not be interrupted"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"execution stopped: {name}{': ' + first_line if first_line else ''}"
+
+
+if sys.platform == "win32":  # pragma: no cover - papermill needs this loop policy on Windows
+    import asyncio
+
+    asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())

@@ -1,0 +1,185 @@
+"""Grade one submission: validate, restore, execute in isolation, score from evidence.
+
+A check earns its points only when both hold: its self-check cell ran without error in
+the notebook (what nbgrader would score), and the same check, run again here in the
+grader's own process on the submission's MLflow store, passes. The second condition is
+the one a student cell cannot subvert from inside the kernel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder import course
+from autograder.checks.base import LabContext, run_check
+from autograder.execute import Kernel, execute
+from autograder.notebook import (
+    GradingError,
+    grade_id,
+    graded_cells,
+    identify_lab,
+    parameters_of,
+    read_submission,
+    restore,
+)
+
+DEFAULT_CELL_TIMEOUT = 120.0
+DEFAULT_TOTAL_TIMEOUT = 600.0
+
+
+@dataclass
+class CheckOutcome:
+    id: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str
+
+
+@dataclass
+class GradeResult:
+    path: str
+    lab: str | None
+    score: float
+    max_score: float
+    checks: list[CheckOutcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Prepared:
+    """What the background thread makes while the kernel starts."""
+
+    tracking_uri: str = ""
+    error: BaseException | None = None
+
+
+def _prepare(workdir: Path, checks: Any, params: dict[str, Any], out: _Prepared) -> None:
+    """Import MLflow, copy a fresh store, and warm the lab's reference (in a thread)."""
+    try:
+        from autograder import store
+
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # checks download artifacts
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+
+        out.tracking_uri = store.fresh_store(workdir, store.template())
+        prepare = getattr(checks, "prepare", None)
+        if prepare is not None:
+            prepare(LabContext(out.tracking_uri, course.MAIN_DATASET, params))
+    except BaseException as exc:  # reported by the caller, in the grader's own thread
+        out.error = exc
+
+
+def cell_status(executed: NotebookNode) -> dict[str, tuple[bool, str | None]]:
+    """grade_id -> (ran, error line) for every code cell of an executed notebook."""
+    status: dict[str, tuple[bool, str | None]] = {}
+    for cell in executed.cells:
+        gid = grade_id(cell)
+        if cell.cell_type != "code" or gid is None:
+            continue
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        line = f"{error.get('ename')}: {error.get('evalue')}".strip(": ") if error else None
+        status[gid] = (cell.get("execution_count") is not None or bool(cell.get("outputs")), line)
+    return status
+
+
+def student_errors(executed: NotebookNode) -> list[str]:
+    """The errors raised by the student's own cells, one line each."""
+    lines = []
+    for cell in executed.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("grade") or meta.get("locked"):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                where = grade_id(cell) or "an added cell"
+                detail = f": {out.get('evalue')}" if out.get("evalue") else ""
+                lines.append(f"{where} raised {out.get('ename')}{detail}")
+    return lines
+
+
+def grade_notebook(
+    path: Path,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+    keep_workdir: bool = False,
+) -> GradeResult:
+    """Grade one notebook file. Raises GradingError only when it cannot be graded."""
+    started = time.perf_counter()
+    submission = read_submission(path)
+    lab = identify_lab(path, submission)
+    master = nbformat.read(lab.master, as_version=4)
+    params = parameters_of(master)
+    checks = importlib.import_module(lab.checks_module)
+    workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
+    kernel = Kernel(workdir)
+    try:
+        prepared = _Prepared()
+        background = threading.Thread(target=_prepare, args=(workdir, checks, params, prepared), daemon=True)
+        background.start()
+        kernel.start()
+        rebuilt = restore(submission, master)
+        background.join()
+        if prepared.error is not None:
+            raise GradingError(f"could not prepare an MLflow store: {prepared.error}")
+        overrides = {"TRACKING_URI": prepared.tracking_uri, "DATA_PATH": str(course.MAIN_DATASET)}
+        result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout)
+        ctx = LabContext(prepared.tracking_uri, course.MAIN_DATASET, {**params, **overrides})
+        outcomes = score(master, checks, ctx, cell_status(result.notebook), result.stopped)
+        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
+        return GradeResult(
+            path=str(path),
+            lab=lab.lab_id,
+            score=sum(o.points for o in outcomes),
+            max_score=sum(o.max_points for o in outcomes),
+            checks=outcomes,
+            errors=errors,
+            restored=rebuilt.restored,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+    finally:
+        kernel.shutdown()
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def score(
+    master: NotebookNode,
+    checks: Any,
+    ctx: LabContext,
+    status: dict[str, tuple[bool, str | None]],
+    stopped: str | None,
+) -> list[CheckOutcome]:
+    """Score every graded cell of the master from its cell status and the grader's own check."""
+    outcomes = []
+    for check_id, max_points in graded_cells(master).items():
+        _, check = checks.CHECKS[check_id]
+        own = run_check(check, ctx, strict=True)
+        ran, error = status.get(check_id, (False, None))
+        if not own.passed:
+            passed, message = False, own.message
+        elif not ran:
+            passed, message = False, f"not reached: {stopped or 'the cell did not run'}"
+        elif error:
+            passed, message = False, f"the self-check failed when the notebook ran: {error}"
+        else:
+            passed, message = True, own.message
+        outcomes.append(CheckOutcome(check_id, max_points if passed else 0.0, max_points, passed, message))
+    return outcomes

@@ -1,0 +1,138 @@
+"""Read a submission and rebuild it on its master.
+
+What a student may change is the code in solution cells and any cells they add. Everything
+else (test cells with their hidden tests, the parameters cell, locked set-up and markdown)
+comes back from the master, in the master's order, and each restored cell is noted so
+that the feedback can say so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder.course import LABS, Lab, lab_for_notebook
+
+
+class GradingError(Exception):
+    """The notebook cannot be graded at all; the message is the one-line reason."""
+
+
+@dataclass
+class Restored:
+    """A submission rebuilt on its master, and what had to be put back."""
+
+    notebook: NotebookNode
+    restored: list[str] = field(default_factory=list)
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_solution(cell: NotebookNode) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def read_submission(path: Path) -> NotebookNode:
+    """Parse a notebook file, with a one-line reason when it is not one."""
+    if not path.is_file():
+        raise GradingError(f"{path}: no such file")
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise GradingError(f"{path}: not a notebook (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise GradingError(f"{path}: not a notebook (invalid JSON at line {exc.lineno})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise GradingError(f"{path}: not a notebook (no list of cells)")
+    try:
+        return nbformat.reads(json.dumps(raw), as_version=4)
+    except Exception as exc:  # nbformat raises several types for malformed cells
+        raise GradingError(f"{path}: not a valid notebook ({type(exc).__name__})") from None
+
+
+def identify_lab(path: Path, nb: NotebookNode) -> Lab:
+    """The lab a submission belongs to: its metadata first, then its file name."""
+    lab_id = nb.get("metadata", {}).get("course", {}).get("lab")
+    lab = LABS.get(lab_id) if lab_id else lab_for_notebook(path.name)
+    if lab is None:
+        known = ", ".join(LABS)
+        raise GradingError(f"{path}: not a notebook of this course's labs ({known})")
+    if not lab.master.exists():
+        raise GradingError(f"{path}: the master of lab {lab.lab_id} is missing ({lab.master})")
+    return lab
+
+
+def restore(submission: NotebookNode, master: NotebookNode) -> Restored:
+    """The master's cells in the master's order, with the student's solution cells and
+    added cells in place. Solution cells the student deleted come back as the student
+    version has them (a stub), so they fail their check rather than pass it."""
+    from autograder.generate import student_version
+
+    visible = {grade_id(c): c.source for c in student_version(master).cells}
+    submitted = {gid: c for c in submission.cells if (gid := grade_id(c))}
+    known = {grade_id(c) for c in master.cells}
+    # Cells the student added, keyed by the grade_id of the known cell just before them.
+    added: dict[str | None, list[NotebookNode]] = {}
+    anchor: str | None = None
+    for cell in submission.cells:
+        gid = grade_id(cell)
+        if gid in known:
+            anchor = gid
+        elif cell.cell_type == "code" or cell.cell_type == "markdown":
+            added.setdefault(anchor, []).append(_clean(cell))
+    out = nbformat.from_dict(master)
+    out.cells = list(added.get(None, []))
+    restored: list[str] = []
+    for cell in master.cells:
+        gid = grade_id(cell)
+        mine = submitted.get(gid)
+        if is_solution(cell):
+            new = nbformat.from_dict(cell)
+            new.source = mine.source if mine is not None else visible[gid]
+            if mine is None:
+                restored.append(f"{gid} (deleted; put back empty)")
+        else:
+            new = nbformat.from_dict(cell)
+            if mine is None:
+                restored.append(f"{gid} (deleted)")
+            elif mine.source not in (visible[gid], cell.source):
+                restored.append(f"{gid} (edited)")
+        out.cells.append(_clean(new))
+        out.cells.extend(added.get(gid, []))
+    return Restored(out, restored)
+
+
+def _clean(cell: NotebookNode) -> NotebookNode:
+    """A cell without outputs or execution state, so stale outputs are never graded."""
+    cell = nbformat.from_dict(cell)
+    if cell.cell_type == "code":
+        cell.outputs = []
+        cell.execution_count = None
+    cell.pop("attachments", None) if cell.cell_type == "code" else None
+    return cell
+
+
+def parameters_of(master: NotebookNode) -> dict[str, Any]:
+    """The values the master's parameters cell sets (the master is trusted code)."""
+    for cell in master.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            namespace: dict[str, Any] = {}
+            exec(compile(cell.source, "<parameters>", "exec"), namespace)  # noqa: S102
+            return {k: v for k, v in namespace.items() if k.isupper()}
+    return {}
+
+
+def graded_cells(master: NotebookNode) -> dict[str, float]:
+    """grade_id -> points for every graded (test) cell of a master, in order."""
+    return {
+        grade_id(c): float(c.metadata["nbgrader"].get("points", 0))
+        for c in master.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    }

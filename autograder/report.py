@@ -1,0 +1,65 @@
+"""Human-readable output of a grade: the terminal table and the student's feedback file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autograder.grade import GradeResult
+
+
+def _points(value: float) -> str:
+    return f"{value:g}"
+
+
+def table(result: GradeResult) -> str:
+    """A plain-text table of one notebook's checks, for the terminal."""
+    width = max([len(c.id) for c in result.checks] + [5])
+    lines = [f"{result.path}  ({result.lab})"]
+    for c in result.checks:
+        mark = "PASS" if c.passed else "FAIL"
+        lines.append(
+            f"  {mark}  {c.id:<{width}}  {_points(c.points):>3}/{_points(c.max_points):<3} {c.message}"
+        )
+    lines.append(f"  Score: {_points(result.score)} / {_points(result.max_score)}   ({result.seconds:.1f} s)")
+    lines += [f"  restored: {r}" for r in result.restored]
+    lines += [f"  error: {e}" for e in result.errors]
+    return "\n".join(lines)
+
+
+def feedback_markdown(result: GradeResult) -> str:
+    """The feedback a student reads: score, each check with its message, restored cells, errors."""
+    out = [
+        f"# Feedback: {Path(result.path).name}",
+        "",
+        f"**Lab:** {result.lab}  ",
+        f"**Score:** {_points(result.score)} / {_points(result.max_score)}",
+        "",
+        "| check | points | result | message |",
+        "|---|---|---|---|",
+    ]
+    for c in result.checks:
+        mark = "✔ passed" if c.passed else "✘ failed"
+        message = c.message.replace("|", "\\|")
+        out.append(f"| `{c.id}` | {_points(c.points)} / {_points(c.max_points)} | {mark} | {message} |")
+    if result.restored:
+        out += ["", "## Cells put back", "", "These cells may not be changed; the grader used the originals:", ""]
+        out += [f"- `{r}`" for r in result.restored]
+    if result.errors:
+        out += ["", "## Errors while your notebook ran", ""]
+        out += [f"- {e}" for e in result.errors]
+    return "\n".join(out) + "\n"
+
+
+def write_feedback(result: GradeResult, directory: Path) -> Path:
+    """Write the feedback file, never overwriting another notebook's feedback."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = Path(result.path).stem
+    target = directory / f"{stem}.feedback.md"
+    n = 2
+    while target.exists() and not target.read_text(encoding="utf-8").startswith(
+        f"# Feedback: {Path(result.path).name}\n"
+    ):
+        target = directory / f"{stem}-{n}.feedback.md"
+        n += 1
+    target.write_text(feedback_markdown(result), encoding="utf-8")
+    return target
