@@ -52,14 +52,17 @@ def cmd_grade(args: argparse.Namespace) -> int:
         try:
             result = grade_notebook(path, args.cell_timeout, args.timeout, args.keep)
         except GradingError as exc:
-            could_not += 1
-            print(f"error: {exc}", file=sys.stderr)
-            results.append(_failed(path, str(exc)))
+            reason = str(exc)
+        except Exception as exc:  # the grader's own failure: one line, and on to the next notebook
+            reason = f"{path}: could not grade ({type(exc).__name__}: {exc})"
+        else:
+            results.append(result)
+            print(table(result))
+            print(f"  feedback: {write_feedback(result, args.feedback_dir)}")
             continue
-        results.append(result)
-        print(table(result))
-        feedback = write_feedback(result, args.feedback_dir)
-        print(f"  feedback: {feedback}")
+        could_not += 1
+        print(f"error: {reason}", file=sys.stderr)
+        results.append(_failed(path, reason))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n", encoding="utf-8")

@@ -66,16 +66,27 @@ class Kernel:
         self.workdir = workdir
 
     def start(self) -> None:
-        """Start the kernel and queue the warm-up imports; returns without waiting for them."""
-        from jupyter_client import BlockingKernelClient
+        """Start the kernel, and warm it up in a thread; returns without waiting for either."""
         from jupyter_core.utils import run_sync
 
         run_sync(self.km.start_kernel)(cwd=str(self.workdir), env=kernel_env())
+        self._warmup = threading.Thread(target=self._warm, daemon=True)
+        self._warmup.start()
+
+    def _warm(self) -> None:
+        """Run the warm-up imports on a client of our own; the notebook's cells queue behind."""
+        from jupyter_client import BlockingKernelClient
+
         client = BlockingKernelClient()
         client.load_connection_info(self.km.get_connection_info())
         client.start_channels()
         try:
-            client.execute(WARMUP, silent=True, store_history=False)
+            client.wait_for_ready(timeout=60)
+            msg_id = client.execute(WARMUP, silent=True, store_history=False)
+            while client.get_shell_msg(timeout=120)["parent_header"].get("msg_id") != msg_id:
+                pass
+        except Exception:  # a kernel that dies or stalls here is reported by the execution
+            pass
         finally:
             client.stop_channels()
 

@@ -8,8 +8,8 @@ the one a student cell cannot subvert from inside the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import logging
 import os
 import shutil
 import tempfile
@@ -22,11 +22,10 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from autograder import course
+from autograder import course, store
 from autograder.checks.base import LabContext, run_check
 from autograder.execute import Kernel, execute
 from autograder.notebook import (
-    GradingError,
     grade_id,
     graded_cells,
     identify_lab,
@@ -63,28 +62,14 @@ class GradeResult:
         return asdict(self)
 
 
-@dataclass
-class _Prepared:
-    """What the background thread makes while the kernel starts."""
-
-    tracking_uri: str = ""
-    error: BaseException | None = None
-
-
-def _prepare(workdir: Path, checks: Any, params: dict[str, Any], out: _Prepared) -> None:
-    """Import MLflow, copy a fresh store, and warm the lab's reference (in a thread)."""
-    try:
-        from autograder import store
-
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # checks download artifacts
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-
-        out.tracking_uri = store.fresh_store(workdir, store.template())
-        prepare = getattr(checks, "prepare", None)
-        if prepare is not None:
-            prepare(LabContext(out.tracking_uri, course.MAIN_DATASET, params))
-    except BaseException as exc:  # reported by the caller, in the grader's own thread
-        out.error = exc
+def _warm_checks(checks: Any, ctx: LabContext) -> None:
+    """Import MLflow and build the lab's reference while the notebook runs (in a thread),
+    so that scoring afterwards only reads the store."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # checks download artifacts
+    prepare = getattr(checks, "prepare", None)
+    if prepare is not None:
+        with contextlib.suppress(Exception):  # a failure here shows up again in the checks
+            prepare(ctx)
 
 
 def cell_status(executed: NotebookNode) -> dict[str, tuple[bool, str | None]]:
@@ -131,17 +116,15 @@ def grade_notebook(
     workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
     kernel = Kernel(workdir)
     try:
-        prepared = _Prepared()
-        background = threading.Thread(target=_prepare, args=(workdir, checks, params, prepared), daemon=True)
-        background.start()
         kernel.start()
-        rebuilt = restore(submission, master)
-        background.join()
-        if prepared.error is not None:
-            raise GradingError(f"could not prepare an MLflow store: {prepared.error}")
-        overrides = {"TRACKING_URI": prepared.tracking_uri, "DATA_PATH": str(course.MAIN_DATASET)}
+        rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
+        tracking_uri = store.fresh_store(workdir, store.template())
+        overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(course.MAIN_DATASET)}
+        ctx = LabContext(tracking_uri, course.MAIN_DATASET, {**params, **overrides})
+        warm = threading.Thread(target=_warm_checks, args=(checks, ctx), daemon=True)
+        warm.start()
         result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout)
-        ctx = LabContext(prepared.tracking_uri, course.MAIN_DATASET, {**params, **overrides})
+        warm.join()
         outcomes = score(master, checks, ctx, cell_status(result.notebook), result.stopped)
         errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
         return GradeResult(

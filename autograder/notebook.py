@@ -69,13 +69,12 @@ def identify_lab(path: Path, nb: NotebookNode) -> Lab:
     return lab
 
 
-def restore(submission: NotebookNode, master: NotebookNode) -> Restored:
+def restore(submission: NotebookNode, master: NotebookNode, student: NotebookNode) -> Restored:
     """The master's cells in the master's order, with the student's solution cells and
-    added cells in place. Solution cells the student deleted come back as the student
-    version has them (a stub), so they fail their check rather than pass it."""
-    from autograder.generate import student_version
-
-    visible = {grade_id(c): c.source for c in student_version(master).cells}
+    added cells in place. ``student`` is the generated student version of the master:
+    a solution cell the student deleted comes back as it has it (a stub), so it fails its
+    check rather than passes it."""
+    visible = {grade_id(c): c.source for c in student.cells}
     submitted = {gid: c for c in submission.cells if (gid := grade_id(c))}
     known = {grade_id(c) for c in master.cells}
     # Cells the student added, keyed by the grade_id of the known cell just before them.

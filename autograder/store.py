@@ -9,10 +9,12 @@ user, so the template is checked to be empty before every copy.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from autograder import labkit
@@ -39,12 +41,12 @@ def _is_pristine(db: Path) -> bool:
 
 def template() -> Path:
     """A migrated, empty store for the installed MLflow, made once and then reused."""
-    import mlflow
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    target = cache_dir() / f"mlflow-{mlflow.__version__}" / "mlflow.db"
+    target = cache_dir() / f"mlflow-{version('mlflow')}" / "mlflow.db"
     if target.exists() and _is_pristine(target):
         return target
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # migration chatter
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and move it into place, so that parallel graders never
     # see a half-migrated file.
