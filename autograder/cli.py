@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})")
     grade.add_argument("--keep", action="store_true", help="keep each submission's working directory")
 
+    st = sub.add_parser("store", help="print the course-level MLflow store's tracking URI")
+    st.add_argument("--init", action="store_true", help="create the store first if it is missing")
+    st.add_argument("--artifacts", action="store_true", help="print its artifact root instead")
+
     gen = sub.add_parser("generate", help="regenerate labs/ from the masters in solutions/")
     gen.add_argument("--check", action="store_true", help="only report stale student notebooks")
     return parser
@@ -82,10 +86,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from autograder import course, labkit
+
+    uri = labkit.course_store_uri()
+    if args.init and not (course.STORE_DIR / "mlflow.db").exists():
+        from autograder import store
+
+        course.STORE_DIR.mkdir(parents=True, exist_ok=True)
+        store.create(course.STORE_DIR / "mlflow.db")
+    print(labkit.artifact_root_for(uri) if args.artifacts else uri)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"grade": cmd_grade, "generate": cmd_generate}[args.command](args)
+        return {"grade": cmd_grade, "generate": cmd_generate, "store": cmd_store}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -148,7 +148,7 @@ def execute(
             allow_errors=True,
             execution_timeout=cell_timeout,
             interrupt_on_timeout=True,
-            progress_bar=False,
+            progress_bar=sys.stderr.isatty(),
             log_output=False,
             stdout_file=None,
             stderr_file=None,

@@ -44,18 +44,22 @@ def template() -> Path:
     target = cache_dir() / f"mlflow-{version('mlflow')}" / "mlflow.db"
     if target.exists() and _is_pristine(target):
         return target
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # migration chatter
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and move it into place, so that parallel graders never
     # see a half-migrated file.
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        db = Path(tmp) / "mlflow.db"
-        store = SqlAlchemyStore(labkit.sqlite_uri(db), (Path(tmp) / "artifacts").as_uri())
-        store.engine.dispose()
-        os.replace(db, target)
+        create(Path(tmp) / "mlflow.db")
+        os.replace(Path(tmp) / "mlflow.db", target)
     return target
+
+
+def create(db: Path) -> None:
+    """Create and migrate a sqlite store, artifacts in ``artifacts/`` beside it."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # migration chatter
+    store = SqlAlchemyStore(labkit.sqlite_uri(db), labkit.artifact_root_for(labkit.sqlite_uri(db)))
+    store.engine.dispose()
 
 
 def fresh_store(workdir: Path, template_db: Path) -> str:

@@ -1,0 +1,121 @@
+"""The grader on Lab 01: full marks, zero, partial credit, tampering, hangs and crashes.
+
+Every test here executes a notebook (about 10-15 s each).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LAB01, make_submission, points
+
+pytestmark = pytest.mark.slow
+
+MAX = {
+    "check_todo1_experiment": 1,
+    "check_todo2_params": 2,
+    "check_todo3_metrics": 2,
+    "check_todo4_figure": 2,
+    "check_todo5_model": 3,
+}
+TODO_CHECK = {int(k[len("check_todo")]): k for k in MAX}
+
+
+def test_solution_earns_full_marks_through_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(LAB01.master), "--json", str(out),
+         "--feedback-dir", str(tmp_path / "fb")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(out.read_text())
+    assert set(result) >= {"path", "lab", "score", "max_score", "checks", "errors"}
+    assert result["lab"] == "01_tracking"
+    assert (result["score"], result["max_score"]) == (10, 10), result
+    assert [c["id"] for c in result["checks"]] == list(MAX)
+    assert all(c["passed"] and c["points"] == c["max_points"] == MAX[c["id"]] for c in result["checks"])
+    assert result["errors"] == []
+    assert "Score: 10 / 10" in proc.stdout
+    feedback = (tmp_path / "fb" / "01_tracking.feedback.md").read_text()
+    assert "**Score:** 10 / 10" in feedback
+
+
+def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
+    result = grade(make_submission(done=set()))
+    assert (result.score, result.max_score) == (0, 10)
+    assert [c.passed for c in result.checks] == [False] * 5
+    messages = {c.id: c.message for c in result.checks}
+    assert "mlflow.set_experiment" in messages["check_todo1_experiment"]
+    assert "mlflow.start_run" in messages["check_todo2_params"]
+    assert "mlflow.log_metrics" in messages["check_todo3_metrics"]
+    assert "mlflow.log_figure" in messages["check_todo4_figure"]
+    assert "log_model" in messages["check_todo5_model"]
+    assert sum("NotImplementedError" in e for e in result.errors) == 5
+
+
+@pytest.mark.parametrize("done", [{1, 3, 5}, {2, 4}])
+def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade, done: set[int]) -> None:
+    result = grade(make_submission(done=done))
+    expected = {TODO_CHECK[n]: (MAX[TODO_CHECK[n]] if n in done else 0) for n in TODO_CHECK}
+    assert points(result) == expected, [c.message for c in result.checks]
+
+
+def test_edited_and_deleted_test_cells_are_restored(grade) -> None:
+    nb = make_submission(
+        done={1, 2, 4, 5},
+        replace={"check_todo3_metrics": "print('✔ TODO 3: passed')"},
+        delete={"check_todo4_figure"},
+    )
+    result = grade(nb)
+    assert result.restored == ["check_todo3_metrics (edited)", "check_todo4_figure (deleted)"]
+    # The faked check does not pass TODO 3; the deleted one still grades TODO 4.
+    assert points(result) == {**MAX, "check_todo3_metrics": 0}
+
+
+def test_a_wrong_metric_loses_only_that_task(grade) -> None:
+    wrong = (
+        "metrics = {'rmse': mean_absolute_error(y_test, y_pred), 'mae': mean_absolute_error(y_test, y_pred),"
+        " 'r2': r2_score(y_test, y_pred)}\nmlflow.log_metrics(metrics)"
+    )
+    result = grade(make_submission(done={1, 2, 4, 5}, replace={"todo3": wrong}))
+    assert points(result) == {**MAX, "check_todo3_metrics": 0}
+    message = next(c.message for c in result.checks if c.id == "check_todo3_metrics")
+    assert "rmse=" in message and "y_test" in message
+
+
+def test_input_transformer_that_neuters_test_cells_earns_nothing(grade) -> None:
+    attack = (
+        "def _neuter(lines):\n"
+        "    return ['pass\\n'] if any('self_check' in line for line in lines) else lines\n"
+        "get_ipython().input_transformers_post.append(_neuter)"
+    )
+    result = grade(make_submission(done=set(), add_after={"setup": attack}))
+    assert result.score == 0
+    assert all(not c.passed for c in result.checks)
+
+
+def test_a_cell_that_loops_forever_costs_only_its_own_task(grade) -> None:
+    nb = make_submission(done={1, 2, 3, 5}, replace={"todo4": "while True:\n    pass"})
+    result = grade(nb, cell_timeout=8)
+    assert points(result) == {**MAX, "check_todo4_figure": 0}
+
+
+def test_a_loop_that_swallows_interrupts_keeps_the_points_before_it(grade) -> None:
+    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass"
+    nb = make_submission(done={1, 2, 3, 4, 5}, replace={"todo4": stubborn})
+    result = grade(nb, cell_timeout=5, total_timeout=30)
+    assert points(result) == {**MAX, "check_todo4_figure": 0, "check_todo5_model": 0}
+    assert result.errors and ("limit" in result.errors[0] or "time" in result.errors[0])
+
+
+def test_a_cell_that_kills_the_kernel_costs_only_the_points_after_it(grade) -> None:
+    nb = make_submission(done={1, 2, 3, 4, 5}, replace={"todo3": "import os\nos._exit(1)"})
+    result = grade(nb)
+    assert points(result) == {**MAX, "check_todo3_metrics": 0, "check_todo4_figure": 0, "check_todo5_model": 0}
+    assert "kernel died" in result.errors[0]
