@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import shutil
 import tempfile
 import threading
@@ -65,7 +64,6 @@ class GradeResult:
 def _warm_checks(checks: Any, ctx: LabContext) -> None:
     """Import MLflow and build the lab's reference while the notebook runs (in a thread),
     so that scoring afterwards only reads the store."""
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # checks download artifacts
     prepare = getattr(checks, "prepare", None)
     if prepare is not None:
         with contextlib.suppress(Exception):  # a failure here shows up again in the checks

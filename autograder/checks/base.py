@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class LabContext:
     run_id: str | None = None
 
 
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
 Check = Callable[[LabContext, bool], CheckResult]
 
 
@@ -62,12 +65,19 @@ def quiet() -> Iterator[None]:
     mlflow_logger = logging.getLogger("mlflow")
     level = mlflow_logger.level
     mlflow_logger.setLevel(logging.ERROR)
+    # A check that downloads an artifact would otherwise draw MLflow's progress-bar widget.
+    progress = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
         mlflow_logger.setLevel(level)
+        if progress is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = progress
 
 
 def run_check(check: Check, ctx: LabContext, strict: bool) -> CheckResult:
