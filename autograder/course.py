@@ -41,9 +41,18 @@ class Lab:
         return LABS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
 
 
-LABS: dict[str, Lab] = {
-    lab.lab_id: lab for lab in [Lab("01_tracking", "autograder.checks.lab01")]
-}
+def discover_labs() -> dict[str, Lab]:
+    """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb``; its checks live in
+    ``autograder.checks.labNN``. Adding a lab is adding those two files."""
+    masters = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
+    return {
+        p.stem: Lab(p.stem, f"autograder.checks.lab{p.stem[:2]}")
+        for p in masters
+        if p.parent.name == p.stem
+    }
+
+
+LABS: dict[str, Lab] = discover_labs()
 
 
 def lab_for_notebook(name: str) -> Lab | None:

@@ -1,4 +1,4 @@
-"""Shared helpers: build Lab 01 submissions the way students would produce them."""
+"""Shared helpers: build lab submissions the way students would produce them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from autograder.course import LABS
+from autograder.course import LABS, Lab
 from autograder.grade import GradeResult, grade_notebook
 from autograder.notebook import grade_id
 
@@ -28,12 +28,14 @@ def make_submission(
     replace: dict[str, str] | None = None,
     add_after: dict[str, str] | None = None,
     delete: set[str] | None = None,
+    lab: Lab = LAB01,
 ) -> NotebookNode:
-    """The student notebook with TODOs ``done`` answered as the master does, cells in
-    ``replace`` given new source, a new cell added after each key of ``add_after``, and the
-    cells in ``delete`` removed. Keys are nbgrader grade_ids."""
-    master = {grade_id(c): c for c in nbformat.read(LAB01.master, as_version=4).cells}
-    nb = nbformat.read(LAB01.student, as_version=4)
+    """The student notebook of ``lab`` with TODOs ``done`` answered as the master does
+    (solution cells are named ``todoN``), cells in ``replace`` given new source, a new cell
+    added after each key of ``add_after``, and the cells in ``delete`` removed. Keys are
+    nbgrader grade_ids."""
+    master = {grade_id(c): c for c in nbformat.read(lab.master, as_version=4).cells}
+    nb = nbformat.read(lab.student, as_version=4)
     cells = []
     for cell in nb.cells:
         gid = grade_id(cell)
@@ -54,8 +56,8 @@ def make_submission(
 def grade(tmp_path: Path) -> Callable[..., GradeResult]:
     """Write a notebook into tmp_path and grade it in-process."""
 
-    def _grade(nb: NotebookNode, name: str = "01_tracking.ipynb", **kwargs: float) -> GradeResult:
-        path = tmp_path / name
+    def _grade(nb: NotebookNode, name: str | None = None, **kwargs: float) -> GradeResult:
+        path = tmp_path / (name or f"{nb.metadata['course']['lab']}.ipynb")
         nbformat.write(nb, path)
         return grade_notebook(path, **kwargs)
 

@@ -104,6 +104,43 @@ def context_from_namespace(
     )
 
 
+#: How a self-check names its task in the notebook (the one place this text lives).
+LABEL = "TODO {n}"
+
+
+def self_check_for(
+    checks: Mapping[str, tuple[int, Check]], param_names: list[str]
+) -> Callable[..., None]:
+    """The ``self_check(check_id, globals())`` function a lab's test cells call."""
+
+    def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
+        """Run one check from a test cell: print a pass line or raise a clear failure."""
+        from autograder import labkit
+
+        todo, check = checks[check_id]
+        ctx = context_from_namespace(namespace, param_names, labkit.data_path(namespace.get("DATA_PATH")))
+        report(run_check(check, ctx, strict), LABEL.format(n=todo))
+
+    return self_check
+
+
+def client(ctx: LabContext) -> Any:
+    """An MLflow client on the context's store (never the process-wide default)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=ctx.tracking_uri)
+
+
+def names(mapping: Mapping[str, Any]) -> str:
+    """``a, b, c`` for messages, or ``none``."""
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def pairs(mapping: Mapping[str, Any]) -> str:
+    """``k=v, k=v`` for messages."""
+    return ", ".join(f"{k}={v}" for k, v in mapping.items())
+
+
 def report(result: CheckResult, label: str) -> None:
     """Print a pass line, or raise a one-line failure that IPython shows in red."""
     if not result.passed:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from autograder import labkit
-from autograder.checks.base import Check, CheckResult, LabContext, context_from_namespace, report, run_check
+from autograder.checks.base import Check, CheckResult, LabContext, client, names, pairs, self_check_for
 
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = ["EXPERIMENT_NAME", "RUN_NAME", "SEED", "TEST_SIZE", "N_ESTIMATORS", "MAX_DEPTH"]
@@ -27,7 +26,6 @@ METRIC_RTOL = 1e-3
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
-    "label": "TODO {n}",
     "no_experiment": (
         "no experiment named '{name}' in the store. Call mlflow.set_experiment(EXPERIMENT_NAME)."
     ),
@@ -72,23 +70,17 @@ def _msg(key: str, **values: Any) -> str:
     return MESSAGES[key].format(**values)
 
 
-def _client(ctx: LabContext) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=ctx.tracking_uri)
-
-
 def find_run(ctx: LabContext) -> Any | None:
     """The run to grade: the notebook's active run, else the newest run named RUN_NAME,
     else the newest run of any name, in any experiment (so that skipping TODO 1 or 2 does
     not hide the work of TODOs 3-5)."""
-    client = _client(ctx)
+    mlflow_client = client(ctx)
     if ctx.run_id:
-        return client.get_run(ctx.run_id)
-    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        return mlflow_client.get_run(ctx.run_id)
+    experiment_ids = [e.experiment_id for e in mlflow_client.search_experiments()]
     if not experiment_ids:
         return None
-    runs = client.search_runs(experiment_ids, order_by=["attributes.start_time DESC"], max_results=200)
+    runs = mlflow_client.search_runs(experiment_ids, order_by=["attributes.start_time DESC"], max_results=200)
     named = [r for r in runs if r.info.run_name == ctx.params.get("RUN_NAME")]
     return (named or runs or [None])[0]
 
@@ -133,13 +125,13 @@ def prepare(ctx: LabContext) -> None:
     import mlflow.pyfunc
     import mlflow.sklearn  # noqa: F401  (the flavour the logged model is loaded with)
 
-    _client(ctx).search_experiments()
+    client(ctx).search_experiments()
     reference(ctx)
 
 
 def check_experiment(ctx: LabContext, strict: bool = False) -> CheckResult:
     name = ctx.params["EXPERIMENT_NAME"]
-    experiment = _client(ctx).get_experiment_by_name(name)
+    experiment = client(ctx).get_experiment_by_name(name)
     if experiment is None:
         return CheckResult(False, _msg("no_experiment", name=name))
     if experiment.lifecycle_stage != "active":
@@ -175,13 +167,13 @@ def check_params(ctx: LabContext, strict: bool = False) -> CheckResult:
     missing = [k for k in expected if k not in logged]
     if missing:
         return CheckResult(
-            False, _msg("missing_params", run=run_name, missing=", ".join(missing), found=_names(logged))
+            False, _msg("missing_params", run=run_name, missing=", ".join(missing), found=names(logged))
         )
     wrong = {k: logged[k] for k in expected if not _same_value(logged[k], expected[k])}
     if wrong:
         return CheckResult(
             False,
-            _msg("wrong_params", run=run_name, wrong=_pairs(wrong), expected=_pairs({k: expected[k] for k in wrong})),
+            _msg("wrong_params", run=run_name, wrong=pairs(wrong), expected=pairs({k: expected[k] for k in wrong})),
         )
     return CheckResult(True, _msg("params_ok", run=run_name, names=", ".join(expected)))
 
@@ -194,7 +186,7 @@ def check_metrics(ctx: LabContext, strict: bool = False) -> CheckResult:
     missing = [m for m in METRICS if m not in logged]
     if missing:
         return CheckResult(
-            False, _msg("missing_metrics", run=run.info.run_name, missing=", ".join(missing), found=_names(logged))
+            False, _msg("missing_metrics", run=run.info.run_name, missing=", ".join(missing), found=names(logged))
         )
     ref = reference(ctx)
     wrong = [m for m in METRICS if not math.isclose(logged[m], ref[m], rel_tol=METRIC_RTOL, abs_tol=1e-4)]
@@ -204,11 +196,11 @@ def check_metrics(ctx: LabContext, strict: bool = False) -> CheckResult:
             _msg(
                 "wrong_metrics",
                 run=run.info.run_name,
-                wrong=_pairs({m: f"{logged[m]:.4g}" for m in wrong}),
-                expected=_pairs({m: f"{ref[m]:.4g}" for m in wrong}),
+                wrong=pairs({m: f"{logged[m]:.4g}" for m in wrong}),
+                expected=pairs({m: f"{ref[m]:.4g}" for m in wrong}),
             ),
         )
-    values = _pairs({m: f"{logged[m]:.4g}" for m in METRICS})
+    values = pairs({m: f"{logged[m]:.4g}" for m in METRICS})
     return CheckResult(True, _msg("metrics_ok", run=run.info.run_name, values=values))
 
 
@@ -216,14 +208,14 @@ def check_figure(ctx: LabContext, strict: bool = False) -> CheckResult:
     run = find_run(ctx)
     if run is None:
         return CheckResult(False, _msg("no_run_figure", figure=FIGURE))
-    client = _client(ctx)
-    found = [a.path for a in client.list_artifacts(run.info.run_id)]
+    mlflow_client = client(ctx)
+    found = [a.path for a in mlflow_client.list_artifacts(run.info.run_id)]
     if FIGURE not in found:
         return CheckResult(
             False, _msg("no_figure", run=run.info.run_name, figure=FIGURE, found=", ".join(found) or "none")
         )
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(client.download_artifacts(run.info.run_id, FIGURE, tmp))
+        local = Path(mlflow_client.download_artifacts(run.info.run_id, FIGURE, tmp))
         header = local.read_bytes()[:8]
     if header != b"\x89PNG\r\n\x1a\n":
         return CheckResult(False, _msg("not_png", figure=FIGURE))
@@ -247,7 +239,7 @@ def check_model(ctx: LabContext, strict: bool = False) -> CheckResult:
     info = mlflow.models.get_model_info(model_uri)
     if info.signature is None:
         return CheckResult(False, _msg("no_signature"))
-    inputs = info.signature.inputs.input_names() if info.signature.inputs else []
+    inputs = info.signature.inputs.inputnames() if info.signature.inputs else []
     if sorted(inputs) != sorted(labkit.FEATURES):
         return CheckResult(False, _msg("wrong_signature", found=inputs, expected=labkit.FEATURES))
     if info.saved_input_example_info is None:
@@ -262,14 +254,6 @@ def check_model(ctx: LabContext, strict: bool = False) -> CheckResult:
     return CheckResult(True, _msg("model_ok", model_id=model_ids[-1], rows=len(sample)))
 
 
-def _names(mapping: Mapping[str, Any]) -> str:
-    return ", ".join(sorted(mapping)) or "none"
-
-
-def _pairs(mapping: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in mapping.items())
-
-
 #: Check id (the grade_id of the notebook's test cell) -> (TODO number, check).
 CHECKS: dict[str, tuple[int, Check]] = {
     "check_todo1_experiment": (1, check_experiment),
@@ -280,8 +264,4 @@ CHECKS: dict[str, tuple[int, Check]] = {
 }
 
 
-def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
-    """Run one check from a notebook's test cell: print a pass line or raise a clear failure."""
-    todo, check = CHECKS[check_id]
-    ctx = context_from_namespace(namespace, PARAMS, labkit.data_path(namespace.get("DATA_PATH")))
-    report(run_check(check, ctx, strict), _msg("label", n=todo))
+self_check = self_check_for(CHECKS, PARAMS)
