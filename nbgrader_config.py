@@ -1,0 +1,27 @@
+"""nbgrader's configuration for this course, for instructors who prefer nbgrader's own
+tools (formgrader in JupyterLab, `nbgrader autograde`) to `python -m autograder`.
+
+Masters live in solutions/ and the student versions in labs/, so nbgrader's "source" and
+"release" folders are those two.
+"""
+
+from pathlib import Path
+
+from autograder.labkit import sqlite_uri
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+
+ROOT = Path(__file__).resolve().parent
+c.CourseDirectory.root = str(ROOT)  # absolute: a relative root makes nbgrader warn
+c.CourseDirectory.course_id = "mlops-labs"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "labs"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback-nbgrader"
+c.CourseDirectory.db_url = sqlite_uri(ROOT / "gradebook.db")
+
+# A deleted test cell is put back and run, as the course's own grader does.
+c.OverwriteCells.add_missing_cells = True
+# Generous limits: Lab notebooks train models and start an MLflow store.
+c.ExecutePreprocessor.timeout = 120
