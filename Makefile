@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 5000
 NB     ?=
+SUBMISSIONS ?= submitted
+OUT    ?= grading
+LAB    ?=
 
 ifeq ($(OS),Windows_NT)
 BIN := $(VENV)/Scripts
@@ -23,15 +26,16 @@ STAMP := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab mlflow labs check test bench data lint clean
+.PHONY: help setup lab mlflow labs check grade-class release test bench data lint clean
 
 help: ## List the commands
 	@echo "Usage: make TARGET"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "  make check NB=labs/01_tracking/01_tracking.ipynb   grade one notebook"
 	@echo "  make mlflow PORT=5001                             use another port for the UI"
+	@echo "  make grade-class SUBMISSIONS=path OUT=grading     grade nbgrader's submitted/, a folder or a zip"
 
 setup: $(STAMP) ## Create .venv and install the pinned environment (once)
 
@@ -65,6 +69,12 @@ check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
 	@if [ -z "$(NB)" ]; then echo "usage: make check NB=labs/01_tracking/01_tracking.ipynb"; exit 2; fi
 	$(PY) -m autograder grade "$(NB)"
 
+grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading
+	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)"
+
+release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
+	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),)
+
 test: setup ## Run the course's test suite (executes every lab; a few minutes)
 	$(PY) -m pytest
 
@@ -78,4 +88,4 @@ lint: setup ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
 
 clean: ## Remove the course store, grader output and caches (keeps .venv)
-	rm -rf mlflow-store feedback .pytest_cache .ruff_cache
+	rm -rf mlflow-store feedback dist .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from autograder.grade import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, GradeResult
@@ -31,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})")
     grade.add_argument("--keep", action="store_true", help="keep each submission's working directory")
 
+    cls = sub.add_parser("class", help="grade a whole class of submissions in parallel (resumable)")
+    cls.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                     help="nbgrader's submitted/ layout, a folder of notebooks named by student, or a zip")
+    cls.add_argument("--out", type=Path, required=True, metavar="DIR", help="where grades and feedback go")
+    cls.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: cores)")
+    cls.add_argument("--due", type=_datetime, default=None, metavar="WHEN",
+                     help="due date, ISO 8601 (e.g. 2026-12-01T23:59+01:00; UTC if no offset): adds a late column")
+    cls.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
+    cls.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S")
+
+    rel = sub.add_parser("release", help="build the student bundle (no solutions, no hidden tests)")
+    rel.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab (repeatable)")
+    rel.add_argument("--out", type=Path, default=Path("dist/student-bundle.zip"), metavar="ZIP")
+
     st = sub.add_parser("store", help="print the course-level MLflow store's tracking URI")
     st.add_argument("--init", action="store_true", help="create the store first if it is missing")
     st.add_argument("--artifacts", action="store_true", help="print its artifact root instead")
@@ -38,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="regenerate labs/ from the masters in solutions/")
     gen.add_argument("--check", action="store_true", help="only report stale student notebooks")
     return parser
+
+
+def _datetime(text: str) -> datetime:
+    """An ISO 8601 date-time for argparse; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _failed(path: Path, reason: str) -> GradeResult:
@@ -86,6 +110,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_class(args: argparse.Namespace) -> int:
+    from autograder.classroom import grade_class
+
+    try:
+        summary = grade_class(args.submissions, args.out, args.jobs, args.due, args.cell_timeout, args.timeout)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"graded {summary.graded_now}, kept {summary.kept} from an earlier run")
+    for name in ("grades.csv", "class_report.html", "feedback"):
+        print(f"  {args.out / name}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from autograder.release import build_bundle
+
+    try:
+        bundle = build_bundle(args.out, args.lab)
+    except KeyError as exc:
+        print(f"error: no such lab: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(f"wrote {bundle}")
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from autograder import course, labkit
 
@@ -102,7 +152,13 @@ def cmd_store(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"grade": cmd_grade, "generate": cmd_generate, "store": cmd_store}[args.command](args)
+        return {
+            "grade": cmd_grade,
+            "class": cmd_class,
+            "release": cmd_release,
+            "generate": cmd_generate,
+            "store": cmd_store,
+        }[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -32,8 +32,13 @@ class Lab:
 
     @property
     def master(self) -> Path:
-        """The hand-written master notebook: solutions plus nbgrader markup."""
-        return SOLUTIONS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
+        """The hand-written master notebook: solutions plus nbgrader markup.
+
+        A student bundle ships without ``solutions/``: there the student notebook stands in,
+        so self-grading still restores every test cell and runs every check (only the hidden
+        tests' cell output is missing; the grader's own checks are the same)."""
+        master = SOLUTIONS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
+        return master if master.exists() or not self.student.exists() else self.student
 
     @property
     def student(self) -> Path:
@@ -42,14 +47,12 @@ class Lab:
 
 
 def discover_labs() -> dict[str, Lab]:
-    """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb``; its checks live in
+    """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb`` (or, in a student
+    bundle, a ``labs/NN_topic/NN_topic.ipynb``); its checks live in
     ``autograder.checks.labNN``. Adding a lab is adding those two files."""
-    masters = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
-    return {
-        p.stem: Lab(p.stem, f"autograder.checks.lab{p.stem[:2]}")
-        for p in masters
-        if p.parent.name == p.stem
-    }
+    pattern = "[0-9][0-9]_*/[0-9][0-9]_*.ipynb"
+    found = sorted({p.stem for d in (SOLUTIONS_DIR, LABS_DIR) for p in d.glob(pattern) if p.parent.name == p.stem})
+    return {stem: Lab(stem, f"autograder.checks.lab{stem[:2]}") for stem in found}
 
 
 LABS: dict[str, Lab] = discover_labs()
