@@ -5,6 +5,8 @@ Masters live in solutions/ and the student versions in labs/, so nbgrader's "sou
 "release" folders are those two.
 """
 
+import os
+import sys
 from pathlib import Path
 
 from autograder.labkit import sqlite_uri
@@ -25,3 +27,12 @@ c.CourseDirectory.db_url = sqlite_uri(ROOT / "gradebook.db")
 c.OverwriteCells.add_missing_cells = True
 # Generous limits: Lab notebooks train models and start an MLflow store.
 c.ExecutePreprocessor.timeout = 120
+
+# `nbgrader autograde` runs every submission in its own folder under autograded/, all from
+# one process. Without this, every kernel would log to the same MLflow store, and a check
+# could find another student's run. A relative sqlite URI gives each submission a store in
+# its own folder. Only for autograde: JupyterLab (which also reads this file) keeps the
+# course store that `make lab` sets.
+if "autograde" in sys.argv[1:3]:
+    os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

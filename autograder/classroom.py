@@ -83,6 +83,10 @@ def unpack(archive: Path, into: Path) -> Path:
             if not info.is_dir():
                 stamp = datetime(*info.date_time).timestamp()
                 os.utime(target, (stamp, stamp))
+    # An archive made by zipping a folder holds that folder: look inside it.
+    entries = [e for e in into.iterdir() if e.name not in _SKIP_PARTS]
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name != "submitted":
+        return entries[0]
     return into
 
 

@@ -239,7 +239,7 @@ def check_model(ctx: LabContext, strict: bool = False) -> CheckResult:
     info = mlflow.models.get_model_info(model_uri)
     if info.signature is None:
         return CheckResult(False, _msg("no_signature"))
-    inputs = info.signature.inputs.inputnames() if info.signature.inputs else []
+    inputs = info.signature.inputs.input_names() if info.signature.inputs else []
     if sorted(inputs) != sorted(labkit.FEATURES):
         return CheckResult(False, _msg("wrong_signature", found=inputs, expected=labkit.FEATURES))
     if info.saved_input_example_info is None:
