@@ -78,8 +78,9 @@ release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 test: setup ## Run the course's test suite (executes every lab; a few minutes)
 	$(PY) -m pytest
 
-bench: setup ## Time grading against a bare papermill run of the Lab 01 solution
+bench: setup ## Time the grader: vs a bare papermill run, and a class vs nbgrader autograde
 	$(PY) benchmarks/grade_vs_papermill.py
+	$(PY) benchmarks/class_vs_nbgrader.py
 
 data: setup ## Regenerate data/ from data/make_data.py (deterministic)
 	$(PY) data/make_data.py
