@@ -8,6 +8,7 @@ at about half of a Lab 01 run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -90,22 +91,50 @@ class Kernel:
         finally:
             client.stop_channels()
 
+    def _process(self) -> Any:
+        return getattr(self.km.provisioner, "process", None) if self.km.provisioner else None
+
+    def descendants(self) -> list[Any]:
+        """Processes the notebook started (a model server, a pool), still running now."""
+        import psutil
+
+        process = self._process()
+        try:
+            return psutil.Process(process.pid).children(recursive=True) if process else []
+        except psutil.Error:
+            return []
+
     def kill(self) -> None:
-        """Kill the kernel process at once (the total timeout, or clean-up)."""
-        process = getattr(self.km.provisioner, "process", None)
+        """Kill the kernel and what it started, at once (the total timeout, or clean-up)."""
+        children = self.descendants()
+        process = self._process()
         if process is not None and process.poll() is None:
             process.kill()
+        _kill_all(children)
 
     def shutdown(self) -> None:
+        """Stop the kernel, then anything it left running: a server a student started and
+        never stopped must not outlive the grading (it would hold a port and a core)."""
         from jupyter_core.utils import run_sync
 
+        children = self.descendants()
         try:
             if run_sync(self.km.is_alive)():
                 run_sync(self.km.shutdown_kernel)(now=True)
         except Exception:  # a kernel that is already gone needs no shutdown
             self.kill()
         finally:
+            _kill_all(children)
             run_sync(self.km.cleanup_resources)()
+
+
+def _kill_all(processes: list[Any]) -> None:
+    import psutil
+
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=5)
 
 
 def execute(

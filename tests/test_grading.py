@@ -119,3 +119,20 @@ def test_a_cell_that_kills_the_kernel_costs_only_the_points_after_it(grade) -> N
     result = grade(nb)
     assert points(result) == {**MAX, "check_todo3_metrics": 0, "check_todo4_figure": 0, "check_todo5_model": 0}
     assert "kernel died" in result.errors[0]
+
+
+def test_a_process_the_notebook_leaves_running_is_stopped(grade, tmp_path: Path) -> None:
+    import psutil
+
+    # A session of its own, as a careful server launcher makes: killing the kernel's
+    # process group does not reach it.
+    pid_file = tmp_path / "server.pid"
+    server = (
+        "import subprocess, sys\n"
+        "server = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(server.pid))"
+    )
+    result = grade(make_submission(done={1}, add_after={"todo1": server}))
+    assert points(result)["check_todo1_experiment"] == 1
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
