@@ -40,11 +40,13 @@ class ExecutionResult:
     seconds: float
 
 
-def kernel_env() -> dict[str, str]:
-    """The kernel's environment: the grader's, minus its MLflow settings (the store comes
-    in as the notebook's TRACKING_URI parameter), plus offline and headless settings."""
+def kernel_env(tracking_uri: str) -> dict[str, str]:
+    """The kernel's environment: the grader's, minus its MLflow settings, plus the
+    submission's store (also passed as the TRACKING_URI parameter: this is the safety net
+    should the notebook lose it) and offline, headless settings."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
         MLFLOW_DISABLE_TELEMETRY="true",
         MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK="true",
         MPLBACKEND="Agg",
@@ -60,17 +62,18 @@ def kernel_env() -> dict[str, str]:
 class Kernel:
     """A kernel started ahead of the notebook, in the submission's directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tracking_uri: str) -> None:
         from jupyter_client.manager import AsyncKernelManager
 
         self.km = AsyncKernelManager(kernel_name="python3")
         self.workdir = workdir
+        self.tracking_uri = tracking_uri
 
     def start(self) -> None:
         """Start the kernel, and warm it up in a thread; returns without waiting for either."""
         from jupyter_core.utils import run_sync
 
-        run_sync(self.km.start_kernel)(cwd=str(self.workdir), env=kernel_env())
+        run_sync(self.km.start_kernel)(cwd=str(self.workdir), env=kernel_env(self.tracking_uri))
         self._warmup = threading.Thread(target=self._warm, daemon=True)
         self._warmup.start()
 

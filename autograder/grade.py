@@ -112,7 +112,7 @@ def grade_notebook(
     params = parameters_of(master)
     checks = importlib.import_module(lab.checks_module)
     workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
-    kernel = Kernel(workdir)
+    kernel = Kernel(workdir, store.store_uri(workdir))
     try:
         kernel.start()
         rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))

@@ -85,7 +85,7 @@ def restore(submission: NotebookNode, master: NotebookNode, student: NotebookNod
         if gid in known:
             anchor = gid
         elif cell.cell_type == "code" or cell.cell_type == "markdown":
-            added.setdefault(anchor, []).append(_clean(cell))
+            added.setdefault(anchor, []).append(_added(cell))
     out = nbformat.from_dict(master)
     out.cells = list(added.get(None, []))
     restored: list[str] = []
@@ -106,6 +106,16 @@ def restore(submission: NotebookNode, master: NotebookNode, student: NotebookNod
         out.cells.append(_clean(new))
         out.cells.extend(added.get(gid, []))
     return Restored(out, restored)
+
+
+def _added(cell: NotebookNode) -> NotebookNode:
+    """A cell the student added, without papermill's tags: it cannot take the parameters
+    cell's place (papermill injects the grader's values after the first one it finds)."""
+    cell = _clean(cell)
+    tags = cell.get("metadata", {}).get("tags")
+    if tags:
+        cell.metadata["tags"] = [t for t in tags if t not in ("parameters", "injected-parameters")]
+    return cell
 
 
 def _clean(cell: NotebookNode) -> NotebookNode:

@@ -62,13 +62,17 @@ def create(db: Path) -> None:
     store.engine.dispose()
 
 
+def store_uri(workdir: Path) -> str:
+    """The tracking URI of a submission's store (known before the store exists)."""
+    return labkit.sqlite_uri(workdir / "mlflow-store" / "mlflow.db")
+
+
 def fresh_store(workdir: Path, template_db: Path) -> str:
     """Copy the template into ``workdir/mlflow-store`` and return its tracking URI."""
-    store_dir = workdir / "mlflow-store"
-    store_dir.mkdir(parents=True, exist_ok=True)
-    db = store_dir / "mlflow.db"
+    db = workdir / "mlflow-store" / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template_db, db)
-    uri = labkit.sqlite_uri(db)
+    uri = store_uri(workdir)
     # The Default experiment keeps the artifact folder it was created with: point it into
     # this submission's own directory, or a submission that skips set_experiment would
     # write into the shared template's folder.

@@ -112,3 +112,14 @@ def test_sqlite_uri_follows_mlflow_rule(tmp_path: Path) -> None:
     db = tmp_path / "with space" / "mlflow.db"
     assert labkit.sqlite_uri(db) == path_to_local_sqlite_uri(str(db))
     assert labkit.sqlite_path(labkit.sqlite_uri(db)) == db
+
+
+def test_an_added_cell_cannot_take_the_parameters_cell_place() -> None:
+    master = nbformat.read(LAB01.master, as_version=4)
+    student = nbformat.read(LAB01.student, as_version=4)
+    submission = make_submission(done=set())
+    fake = nbformat.v4.new_code_cell("TRACKING_URI = 'sqlite:///elsewhere.db'", metadata={"tags": ["parameters"]})
+    submission.cells.insert(0, fake)
+    rebuilt = restore(submission, master, student).notebook
+    tagged = [c for c in rebuilt.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert [grade_id(c) for c in tagged] == ["parameters"]
