@@ -136,3 +136,23 @@ def test_a_process_the_notebook_leaves_running_is_stopped(grade, tmp_path: Path)
     assert points(result)["check_todo1_experiment"] == 1
     pid = int(pid_file.read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_model_logged_after_a_failed_attempt_counts(grade) -> None:
+    # Without skops_trusted_types the random forest fails to log and leaves a FAILED model
+    # in the run; the student's correct call, before or after it, must be the one graded.
+    from autograder.notebook import grade_id
+    from tests.conftest import solution_code
+
+    master = next(c for c in __import__("nbformat").read(LAB01.master, as_version=4).cells if grade_id(c) == "todo5")
+    # Four failed tries: a run lists its models in no particular order, so a check that
+    # took the last one listed would grade a failed model 4 times out of 5.
+    failed_try = (
+        "\nfor _ in range(4):\n"
+        "    try:\n"
+        "        mlflow.sklearn.log_model(model, name='model', pip_requirements=REQUIREMENTS)\n"
+        "    except Exception as exc:\n"
+        "        print('this try failed:', type(exc).__name__)\n"
+    )
+    result = grade(make_submission(done={2, 5}, replace={"todo5": solution_code(master) + failed_try}))
+    assert points(result)["check_todo5_model"] == MAX["check_todo5_model"], result.checks[-1].message

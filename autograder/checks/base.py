@@ -131,6 +131,18 @@ def client(ctx: LabContext) -> Any:
     return MlflowClient(tracking_uri=ctx.tracking_uri)
 
 
+def newest_ready_model(ctx: LabContext, run: Any) -> tuple[Any | None, bool]:
+    """The newest READY logged model of a run, and whether the run has any model at all:
+    a failed ``log_model`` (e.g. untrusted skops types) leaves a FAILED model behind, and a
+    student who then fixes the call must be graded on the model that worked."""
+    mlflow_client = client(ctx)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    models = [mlflow_client.get_logged_model(o.model_id) for o in outputs]
+    ready = [m for m in models if str(getattr(m.status, "value", m.status)) == "READY"]
+    ready.sort(key=lambda m: m.creation_timestamp or 0)
+    return (ready[-1] if ready else None), bool(models)
+
+
 def names(mapping: Mapping[str, Any]) -> str:
     """``a, b, c`` for messages, or ``none``."""
     return ", ".join(sorted(mapping)) or "none"

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from autograder import labkit
-from autograder.checks.base import Check, CheckResult, LabContext, client, names, pairs, self_check_for
+from autograder.checks.base import (
+    Check,
+    CheckResult,
+    LabContext,
+    client,
+    names,
+    newest_ready_model,
+    pairs,
+    self_check_for,
+)
 
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = ["EXPERIMENT_NAME", "RUN_NAME", "SEED", "TEST_SIZE", "N_ESTIMATORS", "MAX_DEPTH"]
@@ -51,6 +60,10 @@ MESSAGES = {
     "no_model": (
         "no model logged in run '{run}'. Call mlflow.sklearn.log_model(model, name='model', ...) "
         "while the run is active."
+    ),
+    "model_failed": (
+        "run '{run}' has only a failed model: log_model raised before it finished. "
+        "Read its error above (skops needs skops_trusted_types=TRUSTED_TYPES)."
     ),
     "no_signature": "the logged model has no signature; pass signature=infer_signature(X_test, y_pred).",
     "wrong_signature": "the signature's inputs are {found}; expected the feature columns {expected}.",
@@ -231,10 +244,10 @@ def check_model(ctx: LabContext, strict: bool = False) -> CheckResult:
     run = find_run(ctx)
     if run is None:
         return CheckResult(False, _msg("no_run_model"))
-    model_ids = [o.model_id for o in (run.outputs.model_outputs if run.outputs else [])]
-    if not model_ids:
-        return CheckResult(False, _msg("no_model", run=run.info.run_name))
-    model_uri = f"models:/{model_ids[-1]}"
+    logged, any_model = newest_ready_model(ctx, run)
+    if logged is None:
+        return CheckResult(False, _msg("model_failed" if any_model else "no_model", run=run.info.run_name))
+    model_uri = f"models:/{logged.model_id}"
     mlflow.set_tracking_uri(ctx.tracking_uri)
     info = mlflow.models.get_model_info(model_uri)
     if info.signature is None:
@@ -251,7 +264,7 @@ def check_model(ctx: LabContext, strict: bool = False) -> CheckResult:
     diff = float(np.max(np.abs(predicted - ref["y_pred"][: len(sample)])))
     if not np.allclose(predicted, ref["y_pred"][: len(sample)], rtol=1e-6, atol=1e-6):
         return CheckResult(False, _msg("model_differs", diff=diff))
-    return CheckResult(True, _msg("model_ok", model_id=model_ids[-1], rows=len(sample)))
+    return CheckResult(True, _msg("model_ok", model_id=logged.model_id, rows=len(sample)))
 
 
 #: Check id (the grade_id of the notebook's test cell) -> (TODO number, check).
