@@ -11,18 +11,19 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course import ROOT
+from autograder.course import LABS, ROOT, Lab
 from autograder.grade import grade_notebook
 from autograder.labkit import sqlite_uri
-from tests.conftest import LAB01, make_submission, points
+from tests.conftest import make_submission, points
 
 pytestmark = pytest.mark.slow
 
-STUDENTS = {
-    "full": {1, 2, 3, 4, 5},
-    "partial": {2, 4},
-    "empty": set(),
-}
+
+def students(lab: Lab) -> dict[str, set[int]]:
+    """A complete submission and one with every other TODO done."""
+    todos = sorted(int(c.metadata["nbgrader"]["grade_id"][4:]) for c in nbformat.read(lab.master, as_version=4).cells
+                   if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("todo"))
+    return {"full": set(todos), "partial": set(todos[1::2])}
 
 
 def _nbgrader(course: Path, *args: str) -> None:
@@ -35,23 +36,24 @@ def _nbgrader(course: Path, *args: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def test_nbgrader_autograde_gives_the_same_points_per_cell(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lab", LABS.values(), ids=lambda lab: lab.lab_id)
+def test_nbgrader_autograde_gives_the_same_points_per_cell(tmp_path: Path, lab: Lab) -> None:
     course = tmp_path / "course"
-    (course / "solutions" / LAB01.lab_id).mkdir(parents=True)
-    shutil.copy(LAB01.master, course / "solutions" / LAB01.lab_id)
+    (course / "solutions" / lab.lab_id).mkdir(parents=True)
+    shutil.copy(lab.master, course / "solutions" / lab.lab_id)
     shutil.copy(ROOT / "nbgrader_config.py", course)
-    _nbgrader(course, "generate_assignment", LAB01.lab_id, "--force")
-    generated = nbformat.read(course / "labs" / LAB01.lab_id / f"{LAB01.lab_id}.ipynb", as_version=4)
-    assert [c.source for c in generated.cells] == [c.source for c in nbformat.read(LAB01.student, as_version=4).cells]
+    _nbgrader(course, "generate_assignment", lab.lab_id, "--force")
+    generated = nbformat.read(course / "labs" / lab.lab_id / f"{lab.lab_id}.ipynb", as_version=4)
+    assert [c.source for c in generated.cells] == [c.source for c in nbformat.read(lab.student, as_version=4).cells]
 
     ours = {}
-    for student, done in STUDENTS.items():
-        folder = course / "submitted" / student / LAB01.lab_id
+    for student, done in students(lab).items():
+        folder = course / "submitted" / student / lab.lab_id
         folder.mkdir(parents=True)
-        path = folder / f"{LAB01.lab_id}.ipynb"
-        nbformat.write(make_submission(done=done), path)
+        path = folder / f"{lab.lab_id}.ipynb"
+        nbformat.write(make_submission(done=done, lab=lab), path)
         ours[student] = points(grade_notebook(path))
-    _nbgrader(course, "autograde", LAB01.lab_id, "--create")
+    _nbgrader(course, "autograde", lab.lab_id, "--create")
 
     from nbgrader.api import Gradebook
 
@@ -59,10 +61,10 @@ def test_nbgrader_autograde_gives_the_same_points_per_cell(tmp_path: Path) -> No
         theirs = {
             student: {
                 g.name: g.score
-                for g in gradebook.find_submission_notebook(LAB01.lab_id, LAB01.lab_id, student).grades
+                for g in gradebook.find_submission_notebook(lab.lab_id, lab.lab_id, student).grades
             }
-            for student in STUDENTS
+            for student in ours
         }
     assert theirs == ours
     # Each submission had its own MLflow store under nbgrader too (nbgrader_config.py).
-    assert all((course / "autograded" / s / LAB01.lab_id / "mlflow.db").exists() for s in STUDENTS)
+    assert all((course / "autograded" / s / lab.lab_id / "mlflow.db").exists() for s in ours)
