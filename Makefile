@@ -22,8 +22,6 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
 
 STAMP := $(VENV)/.installed
-# jupyter refuses to run as root without this flag (containers, CI); laptops never need it.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lab mlflow labs check grade-class release test bench data lint clean
@@ -48,19 +46,13 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "==> Ready. Next: make lab"
 
 lab: setup ## Open JupyterLab on the labs, with the MLflow UI on the same store
-	@URI=$$($(PY) -m autograder store --init) || exit 1; \
-	echo "==> MLflow store: $$URI"; \
-	$(BIN)/mlflow ui --backend-store-uri "$$URI" --default-artifact-root "$$($(PY) -m autograder store --artifacts)" \
-	  --host 127.0.0.1 --port $(PORT) > mlflow-store/ui.log 2>&1 & UI=$$!; \
-	trap 'kill $$UI 2>/dev/null' EXIT INT TERM; \
-	echo "==> MLflow UI: http://127.0.0.1:$(PORT)  (log: mlflow-store/ui.log)"; \
-	MLFLOW_TRACKING_URI="$$URI" $(BIN)/jupyter lab --notebook-dir=labs $(ROOT_FLAG)
+	@$(PY) -m autograder lab --port $(PORT)
 
 mlflow: setup ## Start only the MLflow UI on the course store (PORT=5000)
 	@URI=$$($(PY) -m autograder store --init) || exit 1; \
 	echo "==> MLflow UI on $$URI: http://127.0.0.1:$(PORT)"; \
 	$(BIN)/mlflow ui --backend-store-uri "$$URI" --default-artifact-root "$$($(PY) -m autograder store --artifacts)" \
-	  --host 127.0.0.1 --port $(PORT)
+	  --host 127.0.0.1 --port $(PORT) --workers 1
 
 labs: setup ## Regenerate the student notebooks in labs/ from solutions/
 	$(PY) -m autograder generate

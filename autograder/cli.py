@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab (repeatable)")
     rel.add_argument("--out", type=Path, default=Path("dist/student-bundle.zip"), metavar="ZIP")
 
+    lab = sub.add_parser("lab", help="JupyterLab on the labs, with the MLflow UI on the course store")
+    lab.add_argument("--port", type=int, default=5000, help="the MLflow UI's port (default 5000)")
+
     st = sub.add_parser("store", help="print the course-level MLflow store's tracking URI")
     st.add_argument("--init", action="store_true", help="create the store first if it is missing")
     st.add_argument("--artifacts", action="store_true", help="print its artifact root instead")
@@ -136,6 +139,12 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from autograder.launch import lab
+
+    return lab(args.port)
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from autograder import course, labkit
 
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "release": cmd_release,
             "generate": cmd_generate,
             "store": cmd_store,
+            "lab": cmd_lab,
         }[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
