@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -141,6 +143,37 @@ def newest_ready_model(ctx: LabContext, run: Any) -> tuple[Any | None, bool]:
     ready = [m for m in models if str(getattr(m.status, "value", m.status)) == "READY"]
     ready.sort(key=lambda m: m.creation_timestamp or 0)
     return (ready[-1] if ready else None), bool(models)
+
+
+def newest_run_named(ctx: LabContext, run_name: str) -> Any | None:
+    """The newest run named ``run_name``: in the lab's experiment (``EXPERIMENT_NAME``),
+    else in any experiment, so that a student who skipped set_experiment is still graded."""
+    mlflow_client = client(ctx)
+    experiment_ids = [e.experiment_id for e in mlflow_client.search_experiments()]
+    if not experiment_ids:
+        return None
+    runs = mlflow_client.search_runs(
+        experiment_ids,
+        filter_string=f"attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    experiment = mlflow_client.get_experiment_by_name(ctx.params["EXPERIMENT_NAME"])
+    own = [r for r in runs if experiment and r.info.experiment_id == experiment.experiment_id]
+    return (own or runs or [None])[0]
+
+
+def same_param_value(logged: str, expected: Any) -> bool:
+    """Whether a logged parameter (always a string in MLflow) names the expected value:
+    ``"0.25"`` for 0.25, ``"100"`` for 100, ``"[20, 60]"`` or ``"20,60"`` for a list."""
+    if str(logged) == str(expected):
+        return True
+    if isinstance(expected, list | tuple):
+        return [int(x) for x in re.findall(r"-?\d+", str(logged))] == [int(x) for x in expected]
+    try:
+        return math.isclose(float(logged), float(expected), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
 
 
 def names(mapping: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ from autograder.checks.base import (
     names,
     newest_ready_model,
     pairs,
+    same_param_value,
     self_check_for,
 )
 
@@ -152,15 +153,6 @@ def check_experiment(ctx: LabContext, strict: bool = False) -> CheckResult:
     return CheckResult(True, _msg("experiment_ok", name=name, id=experiment.experiment_id))
 
 
-def _same_value(logged: str, expected: Any) -> bool:
-    if str(logged) == str(expected):
-        return True
-    try:
-        return math.isclose(float(logged), float(expected), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        return False
-
-
 def check_params(ctx: LabContext, strict: bool = False) -> CheckResult:
     run = find_run(ctx)
     if run is None:
@@ -182,7 +174,7 @@ def check_params(ctx: LabContext, strict: bool = False) -> CheckResult:
         return CheckResult(
             False, _msg("missing_params", run=run_name, missing=", ".join(missing), found=names(logged))
         )
-    wrong = {k: logged[k] for k in expected if not _same_value(logged[k], expected[k])}
+    wrong = {k: logged[k] for k in expected if not same_param_value(logged[k], expected[k])}
     if wrong:
         return CheckResult(
             False,

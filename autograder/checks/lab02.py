@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from autograder import labkit
-from autograder.checks.base import Check, CheckResult, LabContext, client, names, pairs, self_check_for
+from autograder.checks.base import (
+    Check,
+    CheckResult,
+    LabContext,
+    client,
+    names,
+    pairs,
+    same_param_value,
+    self_check_for,
+)
 
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = [
@@ -374,17 +382,6 @@ def check_scores(ctx: LabContext, strict: bool = False) -> CheckResult:
     return CheckResult(True, _msg("scores_ok", run=name, values=_fmt({m: logged[m] for m in METRICS}), children=extra))
 
 
-def _same_value(logged: str, expected: Any) -> bool:
-    if str(logged) == str(expected):
-        return True
-    if isinstance(expected, list | tuple):  # "[20, 60]", "20,60", "(20, 60)" all name the grid
-        return [int(x) for x in re.findall(r"-?\d+", str(logged))] == [int(x) for x in expected]
-    try:
-        return math.isclose(float(logged), float(expected), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        return False
-
-
 def expected_parent_params(ctx: LabContext) -> dict[str, Any]:
     p = ctx.params
     return {
@@ -413,7 +410,7 @@ def check_parent(ctx: LabContext, strict: bool = False) -> CheckResult:
         return CheckResult(
             False, _msg("parent_missing_params", run=run, missing=", ".join(missing), found=names(logged))
         )
-    wrong = {k: logged[k] for k in expected if not _same_value(logged[k], expected[k])}
+    wrong = {k: logged[k] for k in expected if not same_param_value(logged[k], expected[k])}
     if wrong:
         return CheckResult(
             False,
@@ -534,7 +531,7 @@ def check_best(ctx: LabContext, strict: bool = False) -> CheckResult:
     if missing:
         return CheckResult(False, _msg("best_missing_params", missing=", ".join(missing), found=names(params)))
     expected = {k: chosen.data.params.get(source) for k, source in BEST_PARAMS.items()}
-    wrong = {k: params[k] for k in BEST_PARAMS if not _same_value(params[k], expected[k])}
+    wrong = {k: params[k] for k in BEST_PARAMS if not same_param_value(params[k], expected[k])}
     if wrong:
         return CheckResult(
             False,

@@ -11,7 +11,6 @@ Predictions are re-computed: the grader loads the champion itself and compares.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import socket
@@ -21,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from autograder import labkit
-from autograder.checks.base import Check, CheckResult, LabContext, client, names, self_check_for
+from autograder.checks.base import (
+    Check,
+    CheckResult,
+    LabContext,
+    client,
+    names,
+    newest_run_named,
+    self_check_for,
+)
 
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = [
@@ -252,24 +259,6 @@ def registry(ctx: LabContext) -> Registry:
     return Registry(name, True, versions, aliases, roles)
 
 
-def find_run(ctx: LabContext, run_name: str) -> Any | None:
-    """The newest run named ``run_name``: in the lab's experiment, else in any experiment."""
-    mlflow_client = client(ctx)
-    experiment_ids = [e.experiment_id for e in mlflow_client.search_experiments()]
-    if not experiment_ids:
-        return None
-    runs = mlflow_client.search_runs(
-        experiment_ids,
-        filter_string=f"attributes.run_name = '{run_name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    experiment = mlflow_client.get_experiment_by_name(ctx.params["EXPERIMENT_NAME"])
-    own = [r for r in runs if experiment and r.info.experiment_id == experiment.experiment_id]
-    return (own or runs or [None])[0]
-
-
-@functools.lru_cache(maxsize=4)
 def _split(data_path: str, seed: int, test_size: float) -> tuple[Any, Any]:
     """The notebook's test split."""
     import pandas as pd
@@ -394,7 +383,7 @@ def check_aliases(ctx: LabContext, strict: bool = False) -> CheckResult:
 
 def check_load(ctx: LabContext, strict: bool = False) -> CheckResult:
     run_name = ctx.params["EVAL_RUN"]
-    run = find_run(ctx, run_name)
+    run = newest_run_named(ctx, run_name)
     if run is None or "rmse" not in run.data.metrics:
         found = names(run.data.metrics) if run else "no such run"
         return CheckResult(False, _msg("no_eval_run", run=run_name, found=found))
@@ -534,7 +523,7 @@ def check_serve(ctx: LabContext, strict: bool = False) -> CheckResult:
 
     p = ctx.params
     name, run_name = p["MODEL_NAME"], p["SERVE_RUN"]
-    run = find_run(ctx, run_name)
+    run = newest_run_named(ctx, run_name)
     mlflow_client = client(ctx)
     if run is None or SERVING_FILE not in [a.path for a in mlflow_client.list_artifacts(run.info.run_id)]:
         return CheckResult(False, _msg("no_serve_run", run=run_name, file=SERVING_FILE))

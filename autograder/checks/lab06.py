@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from autograder import labkit
-from autograder.checks.base import Check, CheckResult, LabContext, client, names, pairs, self_check_for
+from autograder.checks.base import (
+    Check,
+    CheckResult,
+    LabContext,
+    client,
+    names,
+    newest_run_named,
+    pairs,
+    self_check_for,
+)
 
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = [
@@ -337,26 +346,9 @@ def prepare(ctx: LabContext) -> None:
 # Finding the evidence ------------------------------------------------------------------------
 
 
-def find_run(ctx: LabContext, run_name: str) -> Any | None:
-    """The newest run named ``run_name``: in the lab's experiment, else in any experiment."""
-    mlflow_client = client(ctx)
-    experiment_ids = [e.experiment_id for e in mlflow_client.search_experiments()]
-    if not experiment_ids:
-        return None
-    runs = mlflow_client.search_runs(
-        experiment_ids,
-        filter_string=f"attributes.run_name = '{run_name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    experiment = mlflow_client.get_experiment_by_name(ctx.params["EXPERIMENT_NAME"])
-    own = [r for r in runs if experiment and r.info.experiment_id == experiment.experiment_id]
-    return (own or runs or [None])[0]
-
-
 def batch_runs(ctx: LabContext) -> tuple[dict[str, Any], CheckResult | None]:
     """batch -> its newest run, or a failed result naming the first missing run."""
-    runs = {batch: find_run(ctx, RUN_PREFIX + batch) for batch in BATCHES}
+    runs = {batch: newest_run_named(ctx, RUN_PREFIX + batch) for batch in BATCHES}
     missing = [batch for batch, run in runs.items() if run is None]
     if missing:
         return runs, CheckResult(False, _msg("no_batch_run", run=RUN_PREFIX + missing[0]))
@@ -660,7 +652,7 @@ def check_retrain(ctx: LabContext, strict: bool = False) -> CheckResult:
     if not np.allclose(predicted, expected, rtol=1e-6, atol=1e-6):
         return CheckResult(False, _msg("challenger_differs", version=challenger,
                                        diff=float(np.max(np.abs(predicted - expected)))))
-    run = find_run(ctx, p["RETRAIN_RUN"])
+    run = newest_run_named(ctx, p["RETRAIN_RUN"])
     logged = run.data.metrics if run else {}
     if "champion_mae" not in logged or "challenger_mae" not in logged:
         return CheckResult(False, _msg("no_retrain_run", run=p["RETRAIN_RUN"],
