@@ -77,6 +77,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from autograder.report import table, write_feedback
 
     results: list[GradeResult] = []
+    written: set[Path] = set()
     could_not = 0
     for i, path in enumerate(args.notebooks, 1):
         print(f"[{i}/{len(args.notebooks)}] grading {path} ...", file=sys.stderr, flush=True)
@@ -89,7 +90,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         else:
             results.append(result)
             print(table(result))
-            print(f"  feedback: {write_feedback(result, args.feedback_dir)}")
+            print(f"  feedback: {write_feedback(result, args.feedback_dir, written)}")
             continue
         could_not += 1
         print(f"error: {reason}", file=sys.stderr)

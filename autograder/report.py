@@ -50,16 +50,14 @@ def feedback_markdown(result: GradeResult) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_feedback(result: GradeResult, directory: Path) -> Path:
-    """Write the feedback file, never overwriting another notebook's feedback."""
+def write_feedback(result: GradeResult, directory: Path, taken: set[Path]) -> Path:
+    """Write the feedback file; notebooks with the same name in one call get ``-2``, ``-3``...
+    (``taken`` holds the files written so far) rather than overwriting each other."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = Path(result.path).stem
-    target = directory / f"{stem}.feedback.md"
-    n = 2
-    while target.exists() and not target.read_text(encoding="utf-8").startswith(
-        f"# Feedback: {Path(result.path).name}\n"
-    ):
-        target = directory / f"{stem}-{n}.feedback.md"
-        n += 1
+    target, n = directory / f"{stem}.feedback.md", 2
+    while target in taken:
+        target, n = directory / f"{stem}-{n}.feedback.md", n + 1
+    taken.add(target)
     target.write_text(feedback_markdown(result), encoding="utf-8")
     return target
