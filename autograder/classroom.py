@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,9 +218,6 @@ class ClassSummary:
     graded_now: int
     kept: int
     out: Path
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "out": str(self.out)}
 
 
 def grade_class(

@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ class ExecutionResult:
 
     notebook: NotebookNode
     stopped: str | None
-    seconds: float
 
 
 def kernel_env(tracking_uri: str) -> dict[str, str]:
@@ -167,7 +165,6 @@ def execute(
     timer = threading.Timer(total_timeout, on_total_timeout)
     timer.daemon = True
     stopped: str | None = None
-    start = time.perf_counter()
     timer.start()
     try:
         papermill.execute_notebook(
@@ -191,11 +188,10 @@ def execute(
         stopped = describe_stop(exc, timed_out.is_set(), total_timeout)
     finally:
         timer.cancel()
-    seconds = time.perf_counter() - start
     if stopped is None and timed_out.is_set():
         stopped = describe_stop(None, True, total_timeout)
     executed = nbformat.read(output, as_version=4) if output.exists() else nb
-    return ExecutionResult(executed, stopped, seconds)
+    return ExecutionResult(executed, stopped)
 
 
 def describe_stop(exc: BaseException | None, timed_out: bool, total_timeout: float) -> str:
