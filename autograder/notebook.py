@@ -18,6 +18,10 @@ from nbformat import NotebookNode
 
 from autograder.course import LABS, Lab, lab_for_notebook
 
+#: A submission file larger than this is refused before it is read (a lab notebook with its
+#: outputs is well under 5 MB).
+MAX_NOTEBOOK_BYTES = 50 * 1024**2
+
 
 class GradingError(Exception):
     """The notebook cannot be graded at all; the message is the one-line reason."""
@@ -43,8 +47,17 @@ def read_submission(path: Path) -> NotebookNode:
     """Parse a notebook file, with a one-line reason when it is not one."""
     if not path.is_file():
         raise GradingError(f"{path}: no such file")
+    limit = MAX_NOTEBOOK_BYTES
+    shown = f"{limit / 1024**2:g} MiB" if limit >= 1024**2 else f"{limit} bytes"
+    too_big = f"{path}: too large to be a notebook (the limit is {shown})"
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise GradingError(too_big)
+    with open(path, "rb") as f:
+        data = f.read(MAX_NOTEBOOK_BYTES + 1)  # the file may have grown since stat
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise GradingError(too_big)
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise GradingError(f"{path}: not a notebook (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
