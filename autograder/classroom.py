@@ -4,20 +4,33 @@ Each submission is graded exactly as ``autograder grade`` does (own directory, k
 MLflow store), in a pool of worker processes. A worker writes its result file itself,
 atomically, the moment it finishes: a batch stopped by Ctrl+C, a crash or a closed laptop
 keeps every grade it finished, and the same command started again grades only the rest.
+
+A result file is named by a hash of the exact (student id, lab, path) of its submission and
+holds them, with the submission's sha256: a result is reused only for that very submission,
+so two students whose ids differ only in accents or punctuation never share a grade.
+
+The output folder is written by this trusted process alone and must never be visible to a
+submission (the sandbox guarantees it): resume trusts a well-formed result file it finds
+there, and nothing but the sha256 ties it to its submission.
+
+Submissions handed in as a zip are hostile too: ``unpack`` refuses path escapes, links, zip
+bombs, and archives too big or with too many members, before and while extracting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +51,14 @@ class Submission:
     submitted_at: str | None
 
     @property
+    def lab(self) -> str:
+        """The lab it is for, as far as the layout or the file name says (else the file's stem)."""
+        return self.lab_hint or _lab_from_name(self.path.name) or self.path.stem
+
+    @property
     def key(self) -> str:
-        lab = self.lab_hint or _lab_from_name(self.path.name) or self.path.stem
-        return f"{self.student_id}__{lab}"
+        """A readable name, not unique: ``result_file_name`` is what tells submissions apart."""
+        return f"{self.student_id}__{self.lab}"
 
 
 def _lab_from_name(name: str) -> str | None:
@@ -71,18 +89,91 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+#: Limits on a zip of submissions (a class of 200 notebooks is a few tens of MB).
+MAX_UNZIPPED = 1024**3  # bytes, all members together
+MAX_MEMBERS = 20_000
+MAX_RATIO = 200  # uncompressed : compressed, for a member larger than RATIO_FROM
+RATIO_FROM = 1024**2  # bytes
+_CHUNK = 1024**2
+
+
+def _mib(n: float) -> str:
+    return f"{n / 1024**2:.1f} MiB"
+
+
+def _targets(archive: Path, zf: zipfile.ZipFile, into: Path) -> list[tuple[zipfile.ZipInfo, Path]]:
+    """Check the central directory before anything is extracted: where each member would
+    land, and that the archive is no link farm, no bomb and not too big."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise ValueError(f"{archive}: refused: {len(infos)} members in the archive (the limit is {MAX_MEMBERS})")
+    root = into.resolve()
+    total = 0
+    targets = []
+    for info in infos:
+        target = (root / info.filename).resolve()
+        if not target.is_relative_to(root) or (target == root and not info.is_dir()):
+            raise ValueError(f"{archive}: refused: unsafe path in archive: {info.filename}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ValueError(f"{archive}: refused: symbolic link in archive: {info.filename}")
+        if info.flag_bits & 0x1:
+            raise ValueError(f"{archive}: refused: encrypted member in archive: {info.filename}")
+        if info.file_size > RATIO_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise ValueError(
+                f"{archive}: refused: {info.filename} expands {info.file_size / max(info.compress_size, 1):.0f}:1 "
+                f"to {_mib(info.file_size)} (a zip bomb; the limit is {MAX_RATIO}:1)"
+            )
+        total += info.file_size
+        if total > MAX_UNZIPPED:
+            raise ValueError(f"{archive}: refused: more than {_mib(MAX_UNZIPPED)} once unzipped")
+        targets.append((info, target))
+    return targets
+
+
+def _extract(archive: Path, zf: zipfile.ZipFile, targets: list[tuple[zipfile.ZipInfo, Path]]) -> None:
+    """Extract member by member, counting the bytes that come out: a header that lies
+    about its sizes lets out no more than the limits allow."""
+    written = 0
+    for info, target in targets:
+        try:
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            member = 0
+            with zf.open(info) as src, open(target, "wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    member += len(chunk)
+                    written += len(chunk)
+                    if written > MAX_UNZIPPED:
+                        raise ValueError(f"{archive}: refused: more than {_mib(MAX_UNZIPPED)} once unzipped")
+                    if member > info.file_size:
+                        raise ValueError(f"{archive}: refused: {info.filename} is larger than its header says")
+                    dst.write(chunk)
+        except ValueError:
+            target.unlink(missing_ok=True)
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+            if target.is_file():
+                target.unlink()
+            raise ValueError(f"{archive}: refused: {info.filename} cannot be extracted ({exc})") from None
+        stamp = datetime(*info.date_time).timestamp()
+        os.utime(target, (stamp, stamp))
+
+
 def unpack(archive: Path, into: Path) -> Path:
-    """Extract a zip of submissions, refusing members that would land outside ``into``,
-    and keeping each member's time (it may decide lateness)."""
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            target = (into / info.filename).resolve()
-            if not target.is_relative_to(into.resolve()):
-                raise ValueError(f"{archive}: unsafe path in archive: {info.filename}")
-            zf.extract(info, into)
-            if not info.is_dir():
-                stamp = datetime(*info.date_time).timestamp()
-                os.utime(target, (stamp, stamp))
+    """Extract a zip of submissions into ``into``, keeping each member's time (it may decide
+    lateness). Refused with a one-line ``ValueError``, checked on the central directory
+    before anything is written and again on the bytes as they come out: a member that would
+    land outside ``into``, a symbolic link, an encrypted member, a member that expands more
+    than ``MAX_RATIO``:1 (when larger than ``RATIO_FROM``), more than ``MAX_MEMBERS``
+    members, or more than ``MAX_UNZIPPED`` bytes in all."""
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            _extract(archive, zf, _targets(archive, zf, into))
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{archive}: not a readable zip ({exc})") from None
     # An archive made by zipping a folder holds that folder: look inside it.
     entries = [e for e in into.iterdir() if e.name not in _SKIP_PARTS]
     if len(entries) == 1 and entries[0].is_dir() and entries[0].name != "submitted":
@@ -112,7 +203,20 @@ def collect(root: Path) -> list[Submission]:
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def result_file_name(student_id: str, lab: str, path: str) -> str:
+    """The result file of one submission: a readable prefix, then a hash of the exact
+    (student id, lab, path), so ids that differ only in accents or punctuation
+    (``josé``/``josè``, ``a b``/``a_b``) never share a file."""
+    identity = json.dumps([student_id, lab, path], ensure_ascii=False).encode("utf-8")
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{student_id}__{lab}").strip("_-")[:60] or "submission"
+    return f"{readable}-{hashlib.sha256(identity).hexdigest()[:32]}.json"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -143,46 +247,99 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
         "lab": result.lab or job["lab_hint"],
         "submitted_at": job["submitted_at"],
         "sha256": job["sha256"],
+        "key": job["key"],
     }
     _write_atomic(Path(job["result_file"]), json.dumps(record, indent=2))
     return record
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _well_formed_check(check: Any, fields: set[str]) -> bool:
+    return (
+        isinstance(check, dict)
+        and set(check) == fields
+        and isinstance(check["id"], str)
+        and _number(check["points"])
+        and _number(check["max_points"])
+        and 0 <= check["points"] <= check["max_points"]
+        and isinstance(check["passed"], bool)
+        and isinstance(check["message"], str)
+    )
+
+
+def reusable(record: Any, key: dict[str, str], sha256: str) -> bool:
+    """Whether a result file found on resume is this very submission's grade: its stored
+    student id, lab, path and sha256 match exactly, and it is well formed (numbers where
+    numbers are, 0 <= score <= max_score, the checks a list of checks adding up to both)."""
+    from autograder.grade import CheckOutcome
+
+    if not isinstance(record, dict) or record.get("key") != key or record.get("sha256") != sha256:
+        return False
+    if record.get("student_id") != key["student_id"] or not isinstance(record.get("path"), str):
+        return False
+    if not (record.get("lab") is None or isinstance(record["lab"], str)):
+        return False
+    score, max_score, checks = record.get("score"), record.get("max_score"), record.get("checks")
+    if not (_number(score) and _number(max_score) and 0 <= score <= max_score and isinstance(checks, list)):
+        return False
+    names = {f.name for f in fields(CheckOutcome)}
+    if not all(_well_formed_check(c, names) for c in checks):
+        return False
+    if checks and not (
+        math.isclose(score, sum(c["points"] for c in checks), abs_tol=1e-6)
+        and math.isclose(max_score, sum(c["max_points"] for c in checks), abs_tol=1e-6)
+    ):
+        return False
+    return (
+        _strings(record.get("errors"))
+        and _strings(record.get("restored"))
+        and _number(record.get("seconds", 0.0))
+        and (record.get("submitted_at") is None or isinstance(record["submitted_at"], str))
+    )
+
+
 def pending_jobs(
     submissions: list[Submission], root: Path, results_dir: Path, cell_timeout: float, total_timeout: float
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split into (already graded, to grade). A result counts only for the same file content,
-    so a student who re-submits is graded again."""
+    """Split into (already graded, to grade). A result is reused only for the very same
+    submission (student id, lab, path and content), and only when it is well formed; a
+    student who re-submits, or a damaged result file, is graded again."""
     done, todo = [], []
     for sub in submissions:
-        result_file = results_dir / f"{_safe(sub.key)}.json"
+        display = sub.path.relative_to(root).as_posix()
+        key = {"student_id": sub.student_id, "lab": sub.lab, "path": display}
+        result_file = results_dir / result_file_name(sub.student_id, sub.lab, display)
         sha = _digest(sub.path)
-        if result_file.exists():
+        if result_file.is_file():
             try:
                 record = json.loads(result_file.read_text(encoding="utf-8"))
-                if record.get("sha256") == sha:
-                    done.append(record)
-                    continue
-            except (json.JSONDecodeError, OSError):
-                pass  # a damaged result is graded again
+            except (ValueError, OSError):  # not JSON, not UTF-8: graded again
+                record = None
+            if reusable(record, key, sha):
+                done.append(record)
+                continue
         todo.append(
             {
                 "path": str(sub.path),
-                "display": sub.path.relative_to(root).as_posix(),
+                "display": display,
                 "student_id": sub.student_id,
                 "lab_hint": sub.lab_hint or _lab_from_name(sub.path.name),
                 "submitted_at": sub.submitted_at,
                 "sha256": sha,
+                "key": key,
                 "result_file": str(result_file),
                 "cell_timeout": cell_timeout,
                 "total_timeout": total_timeout,
             }
         )
     return done, todo
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", name)
 
 
 def run_jobs(todo: list[dict[str, Any]], jobs: int, progress: bool = True) -> list[dict[str, Any]]:

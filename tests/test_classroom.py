@@ -1,4 +1,4 @@
-"""Grading a whole class: layouts, the expected grade table, resume, the student bundle."""
+"""Grading a whole class: layouts, the expected grade table, resume, hostile archives and files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import nbformat
 import pytest
 
 from autograder import classroom
-from autograder.release import build_bundle
 from tests.conftest import LAB01, make_submission
 
 STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass"
@@ -154,60 +153,218 @@ def test_class_cli_explains_a_missing_folder(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "not a folder or a zip" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _solution_lines(master: Path) -> set[str]:
-    """The substantial lines found only inside a master's solution regions and hidden-test
-    blocks (a line the master also gives as code, like a loop header, is no secret; and a
-    later lab may show an earlier lab's answer: only a lab's own answers are its secrets)."""
-    inside_lines, outside_lines = set(), set()
-    for cell in json.loads(master.read_text(encoding="utf-8"))["cells"]:
-        inside = False
-        for line in "".join(cell["source"]).splitlines():
-            stripped = line.strip()
-            if stripped.startswith("### BEGIN"):
-                inside = True
-            elif stripped.startswith("### END"):
-                inside = False
-            elif len(stripped) >= 25 and not stripped.startswith("#"):
-                (inside_lines if inside else outside_lines).add(stripped)
-    return inside_lines - outside_lines
+# --- Resume never loses or mixes grades --------------------------------------------------
 
 
-def test_the_student_bundle_has_no_solutions_or_hidden_tests(tmp_path: Path) -> None:
-    from autograder.course import LABS
+def _fake_grader(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Grade in this process with a fake ``grade_notebook`` that gives the score written in
+    the notebook's metadata; returns the list of paths it graded."""
+    from autograder import grade
 
-    bundle = build_bundle(tmp_path / "student-bundle.zip")
-    secrets = {f"mlops-labs/labs/{lab_id}/{lab_id}.ipynb": _solution_lines(lab.master) for lab_id, lab in LABS.items()}
-    assert all(secrets.values()), "every master should have solution regions to look for"
-    with zipfile.ZipFile(bundle) as zf:
-        names = zf.namelist()
-        assert not [n for n in names if "/solutions/" in n or "/tests/" in n]
-        assert any(n.endswith("labs/01_tracking/01_tracking.ipynb") for n in names)
-        for name in names:
-            text = zf.read(name).decode("utf-8", errors="ignore")
-            for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS"):
-                assert marker not in text or name.endswith(".py"), f"{marker} in {name}"
-            if name.endswith(".ipynb"):
-                code = "\n".join(
-                    line
-                    for cell in json.loads(text)["cells"]
-                    if cell["cell_type"] == "code"
-                    for line in "".join(cell["source"]).splitlines()
-                    if not line.strip().startswith("#")  # hints may name an argument
-                )
-                assert not [line for line in secrets[name] if line in code], name
+    graded: list[str] = []
+
+    def fake_grade_notebook(path: Path, *args: float, **kwargs: float) -> grade.GradeResult:
+        graded.append(str(path))
+        points = float(json.loads(path.read_text(encoding="utf-8"))["metadata"]["fake_score"])
+        check = grade.CheckOutcome("check_todo1_experiment", points, 10.0, points == 10, "fake")
+        return grade.GradeResult(str(path), LAB01.lab_id, points, 10.0, [check])
+
+    monkeypatch.setattr(grade, "grade_notebook", fake_grade_notebook)
+    monkeypatch.setattr(classroom, "run_jobs", lambda todo, jobs, progress=True: [classroom.grade_one(j) for j in todo])
+    return graded
 
 
-@pytest.mark.slow
-def test_the_student_bundle_grades_a_notebook_on_its_own(tmp_path: Path) -> None:
-    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"])) as zf:
-        zf.extractall(tmp_path)
-    root = tmp_path / "mlops-labs"
-    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": str(root)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "autograder", "grade", "labs/01_tracking/01_tracking.ipynb", "--json", "r.json"],
-        capture_output=True, text=True, timeout=300, cwd=root, env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    [result] = json.loads((root / "r.json").read_text())
-    assert (result["score"], result["max_score"]) == (0, 10)
-    assert not (root / "solutions").exists()
+def _write_fake_class(root: Path, scores: dict[str, int]) -> Path:
+    for student, score in scores.items():
+        folder = root / "submitted" / student / LAB01.lab_id
+        folder.mkdir(parents=True)
+        nb = {"cells": [], "metadata": {"fake_score": score}, "nbformat": 4, "nbformat_minor": 5}
+        (folder / f"{LAB01.lab_id}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    return root
+
+
+def _grades(out: Path) -> list[tuple[str, float]]:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        return sorted((r["student_id"], float(r["score"])) for r in csv.DictReader(f))
+
+
+# Ids that a sanitised file name would merge: accents, spaces, punctuation.
+LOOKALIKES = {"josé": 1, "josè": 2, "jose": 3, "a b": 4, "a_b": 5, "a.b": 6, "a-b": 7}
+
+
+def test_students_whose_ids_differ_only_in_accents_or_punctuation_keep_their_own_grades(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graded = _fake_grader(monkeypatch)
+    source, out = _write_fake_class(tmp_path / "in", LOOKALIKES), tmp_path / "out"
+    first = classroom.grade_class(source, out, jobs=1, progress=False)
+    assert (first.graded_now, first.kept) == (len(LOOKALIKES), 0)
+    assert len(list((out / "results").glob("*.json"))) == len(LOOKALIKES)
+    assert _grades(out) == sorted((s, float(v)) for s, v in LOOKALIKES.items())
+
+    again = classroom.grade_class(source, out, jobs=1, progress=False)
+    assert (again.graded_now, again.kept) == (0, len(LOOKALIKES))
+    assert len(graded) == len(LOOKALIKES)
+    assert _grades(out) == sorted((s, float(v)) for s, v in LOOKALIKES.items())
+    for path in (out / "results").glob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        assert record["score"] == LOOKALIKES[record["student_id"]]
+
+
+def _raise_score(r: dict) -> None:
+    r["score"] = r["max_score"] + 5
+
+
+def _score_without_checks(r: dict) -> None:
+    r["score"] = 9.0  # its checks still add up to 5
+
+
+def _bad_check(r: dict) -> None:
+    r["checks"][0]["points"] = 50.0
+
+
+def _someone_else(r: dict) -> None:
+    r["student_id"] = r["key"]["student_id"] = "mallory"
+
+
+MALFORMED = {
+    "not JSON": lambda text: text[: len(text) // 2],
+    "score above max_score": _raise_score,
+    "score a string": lambda r: r.update(score="5"),
+    "score a boolean": lambda r: r.update(score=True),
+    "score not a number": lambda r: r.update(score=float("nan")),
+    "score not the sum of its checks": _score_without_checks,
+    "checks not a list": lambda r: r.update(checks={"check_todo1_experiment": 10}),
+    "a check above its max": _bad_check,
+    "no student id": lambda r: r.pop("student_id"),
+    "another student's record": _someone_else,
+    "not an object": lambda r: [r],
+}
+
+
+@pytest.mark.parametrize("damage", list(MALFORMED), ids=list(MALFORMED))
+def test_a_malformed_result_file_is_graded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    graded = _fake_grader(monkeypatch)
+    source, out = _write_fake_class(tmp_path / "in", {"alice": 5, "bob": 7}), tmp_path / "out"
+    classroom.grade_class(source, out, jobs=1, progress=False)
+    [alice_file] = [p for p in (out / "results").glob("*.json") if "alice" in p.name]
+    text = alice_file.read_text(encoding="utf-8")
+    if damage == "not JSON":
+        alice_file.write_text(MALFORMED[damage](text), encoding="utf-8")
+    else:
+        record = json.loads(text)
+        changed = MALFORMED[damage](record)
+        alice_file.write_text(json.dumps(record if changed is None else changed), encoding="utf-8")
+
+    again = classroom.grade_class(source, out, jobs=1, progress=False)
+    assert (again.graded_now, again.kept) == (1, 1)
+    assert len(graded) == 3 and graded[-1].endswith(f"alice/{LAB01.lab_id}/{LAB01.lab_id}.ipynb")
+    assert _grades(out) == [("alice", 5.0), ("bob", 7.0)]
+    assert json.loads(alice_file.read_text(encoding="utf-8"))["score"] == 5
+
+
+# --- Hostile zips and files --------------------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_extracted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(classroom, "RATIO_FROM", 64 * 1024)
+    archive = _zip(tmp_path / "bomb.zip", {"alice.ipynb": b"{}", "bob.ipynb": bytes(4 * 1024**2)})
+    with pytest.raises(ValueError, match=r"bob.ipynb expands \d+:1 .*zip bomb") as info:
+        classroom.unpack(archive, tmp_path / "x")
+    assert "\n" not in str(info.value)
+    assert _files(tmp_path / "x") == []
+    # The same archive is fine when the member is too small for its ratio to matter.
+    monkeypatch.setattr(classroom, "RATIO_FROM", 8 * 1024**2)
+    classroom.unpack(archive, tmp_path / "y")
+    assert (tmp_path / "y" / "bob.ipynb").stat().st_size == 4 * 1024**2
+
+
+def test_a_zip_too_big_once_unzipped_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(classroom, "MAX_UNZIPPED", 10_000)
+    archive = _zip(tmp_path / "big.zip", {"a.ipynb": os.urandom(6000), "b.ipynb": os.urandom(6000)})
+    with pytest.raises(ValueError, match="more than .* once unzipped"):
+        classroom.unpack(archive, tmp_path / "x")
+    assert _files(tmp_path / "x") == []
+
+
+def test_extraction_counts_the_bytes_that_come_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even past a central directory check that lets it through, no more than the limit is written."""
+    archive = _zip(tmp_path / "big.zip", {"a.ipynb": os.urandom(6000), "b.ipynb": os.urandom(6000)})
+    check_directory = classroom._targets
+
+    def lenient(*args: object) -> object:
+        monkeypatch.setattr(classroom, "MAX_UNZIPPED", 10**9)
+        found = check_directory(*args)
+        monkeypatch.setattr(classroom, "MAX_UNZIPPED", 10_000)
+        return found
+
+    monkeypatch.setattr(classroom, "_targets", lenient)
+    with pytest.raises(ValueError, match="more than .* once unzipped"):
+        classroom.unpack(archive, tmp_path / "x")
+    assert sum(p.stat().st_size for p in _files(tmp_path / "x")) <= 10_000
+
+
+def test_a_zip_whose_header_lies_about_sizes_lets_out_no_more(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "liar.zip", {"a.ipynb": bytes(300_000)})
+    data = bytearray(archive.read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    data[local + 22 : local + 26] = (1000).to_bytes(4, "little")  # uncompressed size
+    data[central + 24 : central + 28] = (1000).to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="a.ipynb") as info:
+        classroom.unpack(archive, tmp_path / "x")
+    assert "\n" not in str(info.value)
+    assert sum(p.stat().st_size for p in _files(tmp_path / "x")) <= 1000
+
+
+def test_a_zip_with_too_many_members_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(classroom, "MAX_MEMBERS", 3)
+    archive = _zip(tmp_path / "many.zip", {f"s{i}.ipynb": b"{}" for i in range(4)})
+    with pytest.raises(ValueError, match="4 members in the archive"):
+        classroom.unpack(archive, tmp_path / "x")
+    assert _files(tmp_path / "x") == []
+    classroom.unpack(_zip(tmp_path / "few.zip", {f"s{i}.ipynb": b"{}" for i in range(3)}), tmp_path / "y")
+    assert len(_files(tmp_path / "y")) == 3
+
+
+def test_a_zip_with_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    import stat
+
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("alice.ipynb", "{}")
+        link = zipfile.ZipInfo("bob.ipynb")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    with pytest.raises(ValueError, match="symbolic link in archive: bob.ipynb"):
+        classroom.unpack(archive, tmp_path / "x")
+    assert _files(tmp_path / "x") == []
+
+
+def test_a_huge_notebook_file_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autograder import notebook
+    from autograder.notebook import GradingError, read_submission
+
+    huge = tmp_path / "huge.ipynb"
+    with open(huge, "wb") as f:
+        f.truncate(notebook.MAX_NOTEBOOK_BYTES + 1)  # sparse: costs no disk and no time
+    with pytest.raises(GradingError, match=r"too large to be a notebook \(the limit is 50 MiB\)$"):
+        read_submission(huge)
+
+    small = tmp_path / "small.ipynb"
+    nbformat.write(make_submission(done=set()), small)
+    assert read_submission(small).cells
+    monkeypatch.setattr(notebook, "MAX_NOTEBOOK_BYTES", small.stat().st_size - 1)
+    with pytest.raises(GradingError, match="too large to be a notebook"):
+        read_submission(small)
