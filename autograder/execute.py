@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from typing import Any
 
 import nbformat
 from nbformat import NotebookNode
+
+from autograder.sandbox import Sandbox
+from autograder.sandbox import python as sandbox_python
 
 #: Sent to the kernel as soon as it is up. Importing changes no behaviour, only when the
 #: cost is paid; matplotlib's non-interactive backend also keeps figures off any display.
@@ -58,20 +62,26 @@ def kernel_env(tracking_uri: str) -> dict[str, str]:
 
 
 class Kernel:
-    """A kernel started ahead of the notebook, in the submission's directory."""
+    """A kernel started ahead of the notebook, in the submission's directory, inside the
+    submission's sandbox when one is given (``sandbox=None`` only for trusted notebooks)."""
 
-    def __init__(self, workdir: Path, tracking_uri: str) -> None:
-        from jupyter_client.manager import AsyncKernelManager
-
-        self.km = AsyncKernelManager(kernel_name="python3")
+    def __init__(self, workdir: Path, tracking_uri: str, sandbox: Sandbox | None = None) -> None:
         self.workdir = workdir
         self.tracking_uri = tracking_uri
+        self.sandbox = sandbox
+        self.km = _sandboxed_manager(workdir, sandbox) if sandbox else _plain_manager()
 
     def start(self) -> None:
         """Start the kernel, and warm it up in a thread; returns without waiting for either."""
         from jupyter_core.utils import run_sync
 
-        run_sync(self.km.start_kernel)(cwd=str(self.workdir), env=kernel_env(self.tracking_uri))
+        if self.sandbox is not None:
+            # Nothing the submission prints outside its cells reaches the grader's terminal.
+            extra = {"env": {"PATH": os.environ.get("PATH", "")}, "stdout": subprocess.DEVNULL,
+                     "stderr": subprocess.DEVNULL}
+        else:
+            extra = {"env": kernel_env(self.tracking_uri)}
+        run_sync(self.km.start_kernel)(cwd=str(self.workdir), **extra)
         self._warmup = threading.Thread(target=self._warm, daemon=True)
         self._warmup.start()
 
@@ -106,12 +116,14 @@ class Kernel:
             return []
 
     def kill(self) -> None:
-        """Kill the kernel and what it started, at once (the total timeout, or clean-up)."""
+        """Kill the kernel and what it started, at once (the total timeout, or clean-up).
+        In a sandbox, killing bubblewrap ends its PID namespace: every process in it dies,
+        double-forked or not."""
         children = self.descendants()
         process = self._process()
         if process is not None and process.poll() is None:
             process.kill()
-        _kill_all(children)
+        kill_all(children)
 
     def shutdown(self) -> None:
         """Stop the kernel, then anything it left running: a server a student started and
@@ -120,16 +132,53 @@ class Kernel:
 
         children = self.descendants()
         try:
-            if run_sync(self.km.is_alive)():
+            if self.sandbox is not None:
+                self.kill()  # nothing in a submission's sandbox deserves a polite shutdown
+            elif run_sync(self.km.is_alive)():
                 run_sync(self.km.shutdown_kernel)(now=True)
         except Exception:  # a kernel that is already gone needs no shutdown
             self.kill()
         finally:
-            _kill_all(children)
+            kill_all(children)
             run_sync(self.km.cleanup_resources)()
 
 
-def _kill_all(processes: list[Any]) -> None:
+def _plain_manager() -> Any:
+    from jupyter_client.manager import AsyncKernelManager
+
+    return AsyncKernelManager(kernel_name="python3")
+
+
+def _sandboxed_manager(workdir: Path, sandbox: Sandbox) -> Any:
+    """A kernel manager whose kernel runs inside ``sandbox``.
+
+    The kernel has no network, so it talks to us over IPC sockets in its own folder (the
+    only place both sides can see). Signals would reach bubblewrap, not the kernel, so
+    interrupts go as messages (stack-facts.md)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            cmd[0] = sandbox_python()
+            return sandbox.command(cmd)
+
+        def write_connection_file(self, **kwargs: Any) -> Any:
+            result = super().write_connection_file(**kwargs)
+            sandbox.give(Path(self.connection_file))  # the kernel runs as the sandbox's user
+            return result
+
+    km = SandboxedKernelManager(
+        kernel_name="python3",
+        transport="ipc",
+        ip=str(workdir / ".kernel"),
+        connection_file=str(workdir / ".kernel.json"),
+    )
+    km.kernel_spec.interrupt_mode = "message"
+    return km
+
+
+def kill_all(processes: list[Any]) -> None:
     import psutil
 
     for proc in processes:
@@ -145,6 +194,7 @@ def execute(
     kernel: Kernel,
     cell_timeout: float,
     total_timeout: float,
+    out_dir: Path | None = None,
 ) -> ExecutionResult:
     """Execute every cell, errors or not, and return what ran.
 
@@ -155,7 +205,9 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    output = workdir / "executed.ipynb"
+    # Written by this (trusted) process: never inside a sandboxed submission's folder, where
+    # a planted symlink would turn the write into one of the grader's own files.
+    output = (out_dir or workdir) / "executed.ipynb"
     timed_out = threading.Event()
 
     def on_total_timeout() -> None:

@@ -7,6 +7,9 @@ master, so a test can regenerate it in memory and compare it with the committed 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
@@ -20,7 +23,10 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
-from autograder.course import LABS, Lab
+from autograder.course import LABS, MAIN_DATASET, Lab
+from autograder.kit.checking import EXPECTED_DIR
+from autograder.labspec import spec_for
+from autograder.notebook import parameters_of
 
 # The same order as nbgrader's GenerateAssignment, minus the database and header steps.
 PIPELINE: list[type[Preprocessor]] = [
@@ -50,19 +56,46 @@ def render(lab: Lab) -> str:
     return nbformat.writes(student_version(master)) + "\n"
 
 
+def expected_path(lab: Lab) -> Path:
+    return EXPECTED_DIR / f"{lab.lab_id}.json"
+
+
+def render_expected(lab: Lab) -> str | None:
+    """The expected values the kit ships for a lab: plain numbers, computed by the lab's
+    references on the course's own data and the master's parameters. They let a student's
+    self-checks judge values; they are worth nothing at grading, where the inputs are hidden."""
+    spec = spec_for(lab.lab_id)
+    if spec is None:
+        return None
+    params = parameters_of(nbformat.read(lab.master, as_version=4))
+    made_for = {k: params[k] for k in spec.lab.PARAMS if k in params}
+    values = spec.expected(MAIN_DATASET, params)
+    return json.dumps({"params": made_for, "expected": values}, sort_keys=True) + "\n"
+
+
 def stale_labs() -> list[Lab]:
-    """Labs whose committed student notebook differs from what the master generates."""
-    return [
-        lab
-        for lab in LABS.values()
-        if not lab.student.exists() or lab.student.read_text(encoding="utf-8") != render(lab)
-    ]
+    """Labs whose committed student notebook or shipped expected values differ from what
+    the master generates."""
+    stale = []
+    for lab in LABS.values():
+        expected = render_expected(lab)
+        if (
+            not lab.student.exists()
+            or lab.student.read_text(encoding="utf-8") != render(lab)
+            or (expected is not None and (not expected_path(lab).exists()
+                                          or expected_path(lab).read_text(encoding="utf-8") != expected))
+        ):
+            stale.append(lab)
+    return stale
 
 
 def write_all() -> list[Lab]:
-    """Regenerate every student notebook; return the labs whose file changed."""
+    """Regenerate every student notebook and expected-values file; return what changed."""
     changed = stale_labs()
     for lab in changed:
         lab.student.parent.mkdir(parents=True, exist_ok=True)
         lab.student.write_text(render(lab), encoding="utf-8", newline="\n")
+        expected = render_expected(lab)
+        if expected is not None:
+            expected_path(lab).write_text(expected, encoding="utf-8", newline="\n")
     return changed

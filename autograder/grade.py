@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import shutil
 import tempfile
 import threading
@@ -21,9 +22,13 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from autograder import course, store
+from autograder import course, hidden, store
+from autograder import sandbox as sandbox_mod
 from autograder.checks.base import LabContext, run_check
 from autograder.execute import Kernel, execute
+from autograder.hidden import HiddenInputs
+from autograder.kit.checking import CheckResult, judge_safely, quiet
+from autograder.labspec import LabSpec, SandboxRunner, spec_for
 from autograder.notebook import (
     grade_id,
     graded_cells,
@@ -32,6 +37,7 @@ from autograder.notebook import (
     read_submission,
     restore,
 )
+from autograder.sandbox import DATA_MOUNT, Sandbox
 
 DEFAULT_CELL_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
@@ -88,7 +94,7 @@ def student_errors(executed: NotebookNode) -> list[str]:
     lines = []
     for cell in executed.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or meta.get("grade") or meta.get("locked"):
+        if cell.cell_type != "code" or meta.get("grade"):
             continue
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
@@ -103,13 +109,126 @@ def grade_notebook(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
     keep_workdir: bool = False,
+    sandboxed: bool = True,
+    inputs: HiddenInputs | None = None,
+    slot: int = 0,
 ) -> GradeResult:
-    """Grade one notebook file. Raises GradingError only when it cannot be graded."""
+    """Grade one notebook file. Raises GradingError only when it cannot be graded.
+
+    ``sandboxed``: run the notebook, and any of its code the checks need, in a bubblewrap
+    jail (False only for notebooks you trust). ``inputs``: the hidden seed and data (default:
+    a fresh hidden seed; ``hidden.course_inputs()`` for the course's own data)."""
     started = time.perf_counter()
+    if sandboxed:
+        sandbox_mod.require()
     submission = read_submission(path)
     lab = identify_lab(path, submission)
     master = nbformat.read(lab.master, as_version=4)
     params = parameters_of(master)
+    spec = spec_for(lab.lab_id)
+    if spec is None:
+        return _grade_legacy(path, lab, master, params, submission, cell_timeout, total_timeout, keep_workdir, started)
+    inputs = inputs or hidden.hidden_inputs(hidden.new_seed())
+    workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
+    private = Path(tempfile.mkdtemp(prefix=f"judge-{lab.lab_id}-"))  # never visible to the sandbox
+    tracking_uri = store.fresh_store(workdir, store.template())
+    (workdir / ".tmp").mkdir()
+    box = Sandbox(workdir, data=inputs.data_dir, slot=slot, extra_env={"MLFLOW_TRACKING_URI": tracking_uri}) \
+        if sandboxed else None
+    if box is not None:
+        box.prepare()
+    data_seen = Path(DATA_MOUNT) / inputs.dataset.name if box else inputs.dataset
+    kernel = Kernel(workdir, tracking_uri, box)
+    try:
+        kernel.start()
+        rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
+        overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}
+        full = {**params, **overrides}
+        reference: dict[str, Any] = {}
+        ref_thread = threading.Thread(
+            target=lambda: reference.update(spec.expected(inputs.dataset, full)), daemon=True
+        )
+        ref_thread.start()
+        result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout, private)
+        kernel.shutdown()  # the sandbox and everything in it end here
+        ref_thread.join()
+        ev = gather(spec, workdir, private, full)
+        if spec.run_code is not None and "error" not in ev:
+            spec.run_code(ev, reference, inputs.dataset, SandboxRunner(workdir, tracking_uri, box))
+        outcomes = judge(master, spec, ev, reference, cell_status(result.notebook), result.stopped)
+        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
+        if "error" in ev:
+            errors.append(ev["error"])
+        return GradeResult(
+            path=str(path),
+            lab=lab.lab_id,
+            score=sum(o.points for o in outcomes),
+            max_score=sum(o.max_points for o in outcomes),
+            checks=outcomes,
+            errors=errors,
+            restored=rebuilt.restored,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+    finally:
+        kernel.shutdown()
+        shutil.rmtree(private, ignore_errors=True)
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def gather(spec: LabSpec, workdir: Path, private: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The lab's evidence, read from a private copy of the submission's store, as data.
+
+    The copy is the grader's own (the submission's file could be a symlink, or still be
+    written to); artifact files are read only inside the submission's folder."""
+    try:
+        uri = store.private_copy(workdir, private)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = (private / "artifacts").as_uri()
+    with quiet():
+        try:
+            return spec.lab.evidence(uri, params, None, confine_to=workdir)
+        except Exception as exc:
+            return {"error": f"the MLflow store could not be read: {type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def judge(
+    master: NotebookNode,
+    spec: LabSpec,
+    ev: dict[str, Any],
+    expected: dict[str, Any],
+    status: dict[str, tuple[bool, str | None]],
+    stopped: str | None,
+) -> list[CheckOutcome]:
+    """Score every graded cell of the master: its self-check cell ran without error in the
+    notebook, and the trusted judgment of the evidence against the expected values passes."""
+    outcomes = []
+    for check_id, max_points in graded_cells(master).items():
+        _, judgment = spec.lab.CHECKS[check_id]
+        own = judge_safely(judgment, ev, expected) if "error" not in ev else CheckResult(False, ev["error"])
+        outcomes.append(_outcome(check_id, max_points, own, status, stopped))
+    return outcomes
+
+
+def _outcome(check_id: str, max_points: float, own: CheckResult, status: dict[str, tuple[bool, str | None]],
+             stopped: str | None) -> CheckOutcome:
+    ran, error = status.get(check_id, (False, None))
+    if not own.passed:
+        passed, message = False, own.message
+    elif not ran:
+        passed, message = False, f"not reached: {stopped or 'the cell did not run'}"
+    elif error:
+        passed, message = False, f"the self-check failed when the notebook ran: {error}"
+    else:
+        passed, message = True, own.message
+    return CheckOutcome(check_id, max_points if passed else 0.0, max_points, passed, message)
+
+
+def _grade_legacy(path: Path, lab: Any, master: NotebookNode, params: dict[str, Any], submission: NotebookNode,
+                  cell_timeout: float, total_timeout: float, keep_workdir: bool, started: float) -> GradeResult:
+    """Labs not yet split into kit and references: run unsandboxed, checks in this process.
+    (Being replaced lab by lab; see autograder/references/.)"""
     checks = importlib.import_module(lab.checks_module)
     workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
     kernel = Kernel(workdir, store.store_uri(workdir))
@@ -153,14 +272,5 @@ def score(
     for check_id, max_points in graded_cells(master).items():
         _, check = checks.CHECKS[check_id]
         own = run_check(check, ctx, strict=True)
-        ran, error = status.get(check_id, (False, None))
-        if not own.passed:
-            passed, message = False, own.message
-        elif not ran:
-            passed, message = False, f"not reached: {stopped or 'the cell did not run'}"
-        elif error:
-            passed, message = False, f"the self-check failed when the notebook ran: {error}"
-        else:
-            passed, message = True, own.message
-        outcomes.append(CheckOutcome(check_id, max_points if passed else 0.0, max_points, passed, message))
+        outcomes.append(_outcome(check_id, max_points, CheckResult(own.passed, own.message), status, stopped))
     return outcomes

@@ -13,11 +13,12 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-from autograder import labkit
+from autograder.kit import labkit
 
 #: Tables that must be empty in a fresh store (the Default experiment aside).
 _EMPTY_TABLES = ("runs", "registered_models", "logged_models", "model_versions")
@@ -82,3 +83,32 @@ def fresh_store(workdir: Path, template_db: Path) -> str:
             (labkit.artifact_root_for(uri) + "/0",),
         )
     return uri
+
+
+#: A submission's store larger than this is not read.
+MAX_STORE_BYTES = 512 << 20
+
+
+def private_copy(workdir: Path, private: Path) -> str:
+    """Copy a graded submission's store into the grader's private folder; return its URI.
+
+    Read as data only, from the grader's own copy: the submission's file may be a symlink
+    to something of the instructor's, or huge. A journal left by a killed kernel comes too,
+    so SQLite can roll back the half-written transaction in the copy."""
+    source = workdir / "mlflow-store" / "mlflow.db"
+    target = private / "mlflow-store" / "mlflow.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-journal", "-wal"):
+        src = Path(f"{source}{suffix}")
+        if suffix and not src.exists():
+            continue
+        try:
+            fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            raise ValueError("the notebook's MLflow store is missing or not a file (was it deleted?)") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > MAX_STORE_BYTES:
+                raise ValueError("the notebook's MLflow store is not a regular file of a sensible size")
+            with open(f"{target}{suffix}", "wb") as out:
+                shutil.copyfileobj(f, out)
+    return labkit.sqlite_uri(target)

@@ -194,10 +194,14 @@ def to_csv_text(df: pd.DataFrame) -> str:
     return out.to_csv(index=False, lineterminator="\n")
 
 
-def write_all(out_dir: pathlib.Path) -> list[pathlib.Path]:
-    """Write every dataset file into ``out_dir`` and return their paths."""
+def write_all(out_dir: pathlib.Path, seed: int = SEED) -> list[pathlib.Path]:
+    """Write every dataset file into ``out_dir`` and return their paths.
+
+    Another ``seed`` gives a variant: other rows, the same ground truth (the same simulator,
+    concept change at the same row, the same drift in the same batch), which the grader uses
+    as hidden inputs so that values copied from a run do not match."""
     out_dir = pathlib.Path(out_dir)
-    streams = np.random.SeedSequence(SEED).spawn(len(SCENARIOS))
+    streams = np.random.SeedSequence(seed).spawn(len(SCENARIOS))
     paths: list[pathlib.Path] = []
     for sc, ss in zip(SCENARIOS, streams, strict=True):
         df = simulate(np.random.default_rng(ss), sc)
@@ -216,8 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         default=pathlib.Path(__file__).resolve().parent,
         help="output directory (default: the folder of this script)",
     )
+    parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED}: the course data)")
     args = parser.parse_args(argv)
-    for path in write_all(args.out):
+    for path in write_all(args.out, args.seed):
         print(path)
 
 

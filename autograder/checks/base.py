@@ -21,13 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check: passed or not, and a message a student can act on."""
-
-    passed: bool
-    message: str
+from autograder.kit.checking import CheckResult
 
 
 @dataclass(frozen=True)

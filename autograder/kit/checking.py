@@ -1,0 +1,311 @@
+"""What every lab's self-checks and judgments share: results, the evidence vocabulary, and
+how a notebook's self-check cell reports.
+
+A lab check is two halves (DESIGN.md, "The autograder"):
+
+* **evidence**: plain data (dicts of numbers, strings and lists) read from what the work
+  produced: the MLflow store as data, artifact files, a logged model's predictions on given
+  rows. Inside the notebook it is gathered in the kernel; at grading, the trusted grader
+  reads the store itself and asks a sandboxed process for anything that needs the
+  submission's code (a model's predictions).
+* **judgment**: a pure function of the evidence and the expected values, returning a
+  ``CheckResult``. The same function gives the self-check in the notebook (expected values
+  for the default inputs ship as numbers in ``expected/``) and the official score (expected
+  values computed by the grader on hidden inputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import stat
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+#: Artifact files larger than this are not read (a plot or a report is far smaller).
+MAX_ARTIFACT_BYTES = 20 << 20
+
+EXPECTED_DIR = Path(__file__).with_name("expected")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: passed or not, and a message a student can act on."""
+
+    passed: bool
+    message: str
+
+
+Evidence = dict[str, Any]
+Judge = Callable[[Evidence, Mapping[str, Any]], CheckResult]
+
+
+class SelfCheckFailed(AssertionError):
+    """A failed self-check. IPython shows only the message, not a traceback wall."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m✘ {self}\x1b[0m"]
+
+
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence warnings and MLflow's INFO logs while a check runs.
+
+    nbgrader scores a test cell that wrote anything to stderr as 0, and MLflow logs to
+    stderr when it loads a model; the check's own verdict is what the student should see.
+    """
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    progress = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        mlflow_logger.setLevel(level)
+        if progress is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = progress
+
+
+def judge_safely(judge: Judge, evidence: Evidence, expected: Mapping[str, Any]) -> CheckResult:
+    """Run one judgment; evidence of an unexpected shape fails the check, never the grader."""
+    try:
+        return judge(evidence, expected)
+    except Exception as exc:
+        return CheckResult(False, f"could not check: {type(exc).__name__}: {exc}")
+
+
+#: How a self-check names its task in the notebook (the one place this text lives).
+LABEL = "TODO {n}"
+
+
+def report(result: CheckResult, label: str) -> None:
+    """Print a pass line, or raise a one-line failure that IPython shows in red."""
+    if not result.passed:
+        raise SelfCheckFailed(f"{label}: {result.message}")
+    print(f"✔ {label}: {result.message}")
+
+
+def load_expected(lab: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The expected values shipped for ``lab``, if they were made for these parameters.
+
+    They are plain numbers computed by the grader's references on the default inputs; under
+    official grading the inputs are hidden and differ, so there are none here and the
+    self-check judges only what needs no reference (the grader judges the rest)."""
+    path = EXPECTED_DIR / f"{lab}.json"
+    if not path.is_file():
+        return None
+    shipped = json.loads(path.read_text(encoding="utf-8"))
+    made_for = shipped.get("params", {})
+    if any(not same_param_value(params.get(k), v) for k, v in made_for.items()):
+        return None
+    return shipped["expected"]
+
+
+# --- Evidence vocabulary: the MLflow store read as data ---------------------------------
+
+
+def client(tracking_uri: str) -> Any:
+    """An MLflow client on one store (never the process-wide default)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """A run as plain data."""
+    return {
+        "id": run.info.run_id,
+        "name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "artifact_uri": run.info.artifact_uri,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.log-model")},
+    }
+
+
+def runs(mlflow_client: Any, max_results: int = 500) -> list[dict[str, Any]]:
+    """Every run of every experiment, newest first."""
+    ids = [e.experiment_id for e in mlflow_client.search_experiments()]
+    if not ids:
+        return []
+    found = mlflow_client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=max_results)
+    return [run_record(r) for r in found]
+
+
+def experiment_record(mlflow_client: Any, name: str) -> dict[str, Any] | None:
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is None:
+        return None
+    return {"id": experiment.experiment_id, "name": name, "active": experiment.lifecycle_stage == "active"}
+
+
+def logged_models(mlflow_client: Any, run_id: str) -> list[dict[str, Any]]:
+    """The models a run logged, oldest first, as plain data (status, where the files are)."""
+    run = mlflow_client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    models = [mlflow_client.get_logged_model(o.model_id) for o in outputs]
+    records = [
+        {
+            "id": m.model_id,
+            "name": m.name,
+            "status": str(getattr(m.status, "value", m.status)),
+            "created": m.creation_timestamp or 0,
+            "artifact_location": m.artifact_location,
+        }
+        for m in models
+    ]
+    return sorted(records, key=lambda m: m["created"])
+
+
+def newest_ready(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest READY model: a failed ``log_model`` (e.g. untrusted skops types) leaves a
+    FAILED one behind, and a student who then fixes the call is graded on the one that worked."""
+    ready = [m for m in models if m["status"] == "READY"]
+    return ready[-1] if ready else None
+
+
+def local_path(uri: str, confine_to: Path | None = None) -> Path | None:
+    """The local file behind a ``file:`` URI (or a plain path), or None.
+
+    With ``confine_to`` (the grader reading a submission's folder), a path that leads outside
+    that folder, through ``..`` or a symlink, is refused: the store is the submission's to
+    write, and it must not make the grader read the instructor's files."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    path = Path(unquote(parsed.path))
+    if confine_to is not None:
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(Path(os.path.realpath(confine_to))):
+            return None
+        path = real
+    return path
+
+
+def read_file(uri: str, confine_to: Path | None = None, limit: int = MAX_ARTIFACT_BYTES) -> bytes | None:
+    """The bytes of a regular file behind ``uri`` (at most ``limit``), or None."""
+    path = local_path(uri, confine_to)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def read_artifact(
+    mlflow_client: Any, run: Mapping[str, Any], name: str, confine_to: Path | None = None
+) -> bytes | None:
+    """A run's artifact file, read as bytes (never loaded or executed)."""
+    data = read_file(f"{run['artifact_uri'].rstrip('/')}/{name}", confine_to)
+    if data is not None or confine_to is not None:
+        return data
+    # A remote store (a class server): download it, inside the notebook only.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow_client.download_artifacts(run["id"], name, tmp))
+        except Exception:
+            return None
+        return local.read_bytes() if local.is_file() else None
+
+
+def artifact_names(mlflow_client: Any, run: Mapping[str, Any], confine_to: Path | None = None) -> list[str]:
+    """Top-level artifact names of a run."""
+    folder = local_path(run["artifact_uri"], confine_to)
+    if folder is not None:
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if confine_to is not None:
+        return []
+    return sorted(a.path for a in mlflow_client.list_artifacts(run["id"]))
+
+
+def model_metadata(model: Mapping[str, Any], confine_to: Path | None = None) -> dict[str, Any]:
+    """What a logged model's ``MLmodel`` file says, read as YAML data (never loaded):
+    its signature's input names and whether it saved an input example."""
+    import yaml
+
+    text = read_file(f"{model['artifact_location'].rstrip('/')}/MLmodel", confine_to, limit=1 << 20)
+    if text is None:
+        return {"readable": False}
+    meta = yaml.safe_load(text) or {}
+    inputs = (meta.get("signature") or {}).get("inputs")
+    names = [c.get("name") for c in json.loads(inputs)] if isinstance(inputs, str) else None
+    return {"readable": True, "input_names": names, "has_example": bool(meta.get("saved_input_example_info"))}
+
+
+def png_summary(data: bytes | None) -> dict[str, Any] | None:
+    """What a PNG shows, decoded as an image (never executed): size and how much is drawn.
+
+    A header alone, a blank canvas or a tiny image is not a plot."""
+    if not data or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    import io
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb is refused, not decoded
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            small = img.convert("L").resize((100, 100))
+    except Exception:
+        return {"decodes": False}
+    pixels = list(small.getdata())
+    background = max(set(pixels), key=pixels.count)
+    drawn = sum(1 for p in pixels if abs(p - background) > 40) / len(pixels)
+    return {"decodes": True, "width": img.width, "height": img.height, "drawn": drawn,
+            "levels": len(set(pixels))}
+
+
+# --- Small helpers for judgments and messages --------------------------------------------
+
+
+def same_param_value(logged: Any, expected: Any) -> bool:
+    """Whether a logged parameter (always a string in MLflow) names the expected value:
+    ``"0.25"`` for 0.25, ``"100"`` for 100, ``"[20, 60]"`` or ``"20,60"`` for a list."""
+    if logged is None:
+        return expected is None
+    if str(logged) == str(expected):
+        return True
+    if isinstance(expected, list | tuple):
+        return [int(x) for x in re.findall(r"-?\d+", str(logged))] == [int(x) for x in expected]
+    try:
+        return math.isclose(float(logged), float(expected), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
+
+
+def names(mapping: Mapping[str, Any] | list[str]) -> str:
+    """``a, b, c`` for messages, or ``none``."""
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def pairs(mapping: Mapping[str, Any]) -> str:
+    """``k=v, k=v`` for messages."""
+    return ", ".join(f"{k}={v}" for k, v in mapping.items())

@@ -1,0 +1,113 @@
+"""Small helpers the lab notebooks call in their locked set-up cells.
+
+They exist so that a notebook opened from ``labs/NN_x/`` in JupyterLab, the same
+notebook run by papermill in CI, and a submission executed by the grader in a
+temporary directory all talk to the right MLflow store and read the same data,
+without students pasting path logic into every lab.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import sys
+import warnings
+from pathlib import Path
+from urllib.request import pathname2url, url2pathname
+
+#: The repository (or unpacked bundle) root. Computed here, not imported from the grader's
+#: ``course`` module: this file is part of the kit, the only half of the autograder a
+#: sandboxed notebook can see. ``COURSE_ROOT`` overrides it.
+ROOT = Path(os.environ.get("COURSE_ROOT") or Path(__file__).resolve().parents[2])
+STORE_DIR = ROOT / "mlflow-store"
+MAIN_DATASET = ROOT / "data" / "devops_metrics.csv"
+
+FEATURES = ["cpu_usage", "memory_usage", "disk_io", "network_latency", "concurrent_users"]
+TARGET = "response_time_ms"
+UI_URL = "http://127.0.0.1:5000"
+
+#: Modules whose own warnings are the stack's noise, not the student's fault. They go to
+#: stderr, and nbgrader scores a test cell that wrote to stderr as 0 (stack-facts.md).
+#: Warnings raised by notebook code are attributed to ``__main__`` and stay visible.
+STACK_MODULES = r"(mlflow|sqlalchemy|alembic|pydantic|skops|sklearn|pandas|google|opentelemetry)(\.|$)"
+
+# MLflow reads this variable to place the artifacts of experiments it creates (it is how
+# `mlflow server --default-artifact-root` reaches the store). Without it, artifacts land in
+# ./mlruns under whatever directory the kernel started in, away from the course store.
+_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+
+
+def sqlite_uri(db_path: str | os.PathLike[str]) -> str:
+    """A tracking URI for a sqlite file, correct on Windows and POSIX.
+
+    The same rule as MLflow's ``mlflow.utils.file_utils.path_to_local_sqlite_uri`` (a test
+    compares the two), written out here because importing that module imports all of
+    MLflow: 3 s on the grader's critical path, before a submission can start running.
+    """
+    path = posixpath.abspath(pathname2url(os.path.abspath(db_path)))
+    return ("sqlite://" if sys.platform == "win32" else "sqlite:///") + path
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file behind a ``sqlite:`` tracking URI, or None for other stores."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :].startswith(":memory:"):
+        return None
+    # What follows the prefix is a URL path: relative, /absolute, or C:/absolute on Windows.
+    return Path(url2pathname(uri[len(prefix) :]))
+
+
+def course_store_uri() -> str:
+    """The course-level store shared by JupyterLab, the MLflow UI and every lab."""
+    return sqlite_uri(STORE_DIR / "mlflow.db")
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Artifacts live next to a sqlite database, in ``artifacts/``; None for other stores."""
+    db = sqlite_path(uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db else None
+
+
+def quiet_stack_warnings() -> None:
+    """Hide warnings the MLflow/pandas/SQLAlchemy stack raises about itself."""
+    warnings.filterwarnings("ignore", module=STACK_MODULES)
+
+
+def connect(tracking_uri: str | None = None) -> str:
+    """Point MLflow at one store and return its URI.
+
+    Order: the argument (papermill and the grader set it), ``$MLFLOW_TRACKING_URI``
+    (``make lab`` sets it), then the course store at the repository root. MLflow's own
+    default is ``sqlite:///mlflow.db`` relative to the kernel's directory, which would give
+    every lab folder its own store, invisible to the MLflow UI.
+    """
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+    quiet_stack_warnings()
+    # "Creating initial MLflow database tables..." is MLflow's business, not the lab's.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or course_store_uri()
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        os.environ[_ARTIFACT_ROOT_ENV] = artifact_root_for(uri) or ""
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def data_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The dataset to read: the given path, else the course's ``data/devops_metrics.csv``."""
+    resolved = Path(path) if path else MAIN_DATASET
+    if not resolved.is_file():
+        raise FileNotFoundError(
+            f"Dataset not found: {resolved}. Run `make data` at the repository root to create it."
+        )
+    return resolved
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """Where a run is in the MLflow UI started by ``make mlflow``."""
+    return f"{UI_URL}/#/experiments/{experiment_id}/runs/{run_id}"

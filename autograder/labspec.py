@@ -1,0 +1,125 @@
+"""What a lab declares to the grader, and the one way the grader runs a submission's code
+after its notebook: inside the same sandbox, with bounded time and output.
+
+A lab is a ``LabSpec``: its kit module (parameters, evidence, judgments: what ships), how
+its expected values are computed on given inputs (trusted, ``autograder.references``), and
+what evidence needs the submission's own code to run (``run_code``). The grader calls these
+in that order, explicitly: no naming rule, no ``getattr``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from autograder import course
+from autograder.sandbox import Sandbox, python
+
+#: Seconds a program the grader runs for evidence may take, and the output it may print.
+RUN_TIMEOUT = 120.0
+MAX_OUTPUT = 4 << 20
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int | None  # None: stopped at the time limit
+    stdout: str
+    stderr: str
+
+
+def run_bounded(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None, stdin: bytes = b"",
+                timeout: float = RUN_TIMEOUT, max_output: int = MAX_OUTPUT) -> Completed:
+    """Run a program, feeding ``stdin``, keeping at most ``max_output`` bytes of each stream.
+
+    Written here rather than with ``subprocess.run(capture_output=True)``, which keeps all
+    the output in memory: a hostile program may print gigabytes."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.PIPE,
+                                stdout=out, stderr=err, start_new_session=True)
+        try:
+            proc.communicate(stdin, timeout=timeout)
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        texts = []
+        for stream in (out, err):
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - max_output) if stream is err else 0)
+            texts.append(stream.read(max_output).decode("utf-8", "replace"))
+    return Completed(code, *texts)
+
+
+@dataclass
+class SandboxRunner:
+    """Runs kit programs on a submission's folder: in its sandbox, or (trusted notebooks,
+    ``--no-sandbox``) as a plain process."""
+
+    workdir: Path
+    tracking_uri: str
+    sandbox: Sandbox | None
+
+    def run_kit(self, module: str, args: Sequence[str], stdin: bytes = b"") -> Completed:
+        if self.sandbox is not None:
+            # -E -s -P: no PYTHON* variables, no user site, not the folder on sys.path: the
+            # submission's files in its folder cannot stand in for the kit's modules.
+            code = f"import sys; sys.path.insert(0, '/course'); import runpy; runpy.run_module('{module}', run_name='__main__')"
+            argv = self.sandbox.command([python(), "-E", "-s", "-P", "-c", code, *args])
+            env = {"PATH": os.environ.get("PATH", "")}
+        else:
+            argv = [sys.executable, "-m", module, *args]
+            env = {**os.environ, "PYTHONPATH": str(course.ROOT), "MLFLOW_TRACKING_URI": self.tracking_uri}
+        return run_bounded(argv, self.workdir, env, stdin)
+
+    def predict(self, model_uri: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """``{"predictions": [...]}`` of one logged model on ``rows``, or ``{"prediction_error": ...}``."""
+        done = self.run_kit("autograder.kit.predict", [self.tracking_uri, model_uri], json.dumps(rows).encode())
+        if done.returncode is None:
+            return {"prediction_error": f"predicting took longer than {RUN_TIMEOUT:g} s"}
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            tail = done.stderr.strip().splitlines()[-1:] or ["no answer"]
+            return {"prediction_error": tail[0][:300]}
+        values = answer.get("predictions")
+        if isinstance(values, list) and len(values) == len(rows) and all(
+            isinstance(v, int | float) and math.isfinite(v) for v in values
+        ):
+            return {"predictions": [float(v) for v in values]}
+        return {"prediction_error": str(answer.get("prediction_error", "not a list of numbers"))[:300]}
+
+
+Expected = Callable[[Path, Mapping[str, Any]], dict[str, Any]]
+RunCode = Callable[[dict[str, Any], Mapping[str, Any], Path, SandboxRunner], None]
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """One lab, as the grader sees it."""
+
+    lab: ModuleType  # the kit module: PARAMS, CHECKS, evidence(), expected_from_params()
+    expected: Expected  # (dataset, params) -> expected values, trusted
+    run_code: RunCode | None = None  # evidence that needs the submission's code, in its sandbox
+
+
+def spec_for(lab_id: str) -> LabSpec | None:
+    """The lab's spec, or None for a lab still graded the older way (``autograder.checks``)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"autograder.references.lab{lab_id[:2]}")
+    except ModuleNotFoundError:
+        return None
+    return module.SPEC
