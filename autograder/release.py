@@ -1,8 +1,14 @@
 """Build the student bundle: what a student needs to do the labs, and nothing more.
 
-In: the generated student notebooks, the data, the set-up files, the ``autograder``
-package (the notebooks' self-checks and ``make check`` use it) and a README for students.
-Out: ``solutions/``, hidden tests, the course's own tests, CI and benchmarks.
+In: the generated student notebooks, the data, the set-up files, a README for students, and
+of the ``autograder`` package only ``autograder/kit/`` (lab helpers, evidence gathering,
+self-check judgments, expected numbers for the default inputs) and the engine files
+``make check`` needs to run a notebook and print its self-checks, named one by one in
+``ENGINE_FILES``.
+
+Out: ``solutions/``, hidden tests, the course's own tests, CI, benchmarks, and every
+reference implementation: ``autograder/references/`` and ``autograder/checks/`` never ship,
+nor does any other file of the package that is not on the list.
 """
 
 from __future__ import annotations
@@ -16,6 +22,31 @@ from autograder.course import LABS, ROOT
 TOP = "mlops-labs"
 SETUP_FILES = ["Makefile", "requirements.txt", "requirements.in", "environment.yml", "pyproject.toml", ".gitignore"]
 STUDENT_README = Path(__file__).with_name("student_readme.md")
+
+#: The only part of the autograder written for students (and the only part a sandbox sees):
+#: every ``.py``, ``.json`` and ``.md`` file under it ships.
+KIT_DIR = "kit"
+KIT_SUFFIXES = {".py", ".json", ".md"}
+#: The engine files ``make check`` needs, each named here: a new module ships only once it is
+#: added to this list. A name that does not exist (yet) is skipped.
+ENGINE_FILES = (
+    "__init__.py",
+    "__main__.py",
+    "cli.py",
+    "course.py",
+    "notebook.py",
+    "execute.py",
+    "generate.py",
+    "report.py",
+    "store.py",
+    "sandbox.py",
+    "launch.py",
+    "grade.py",
+    "results.py",
+    "labkit.py",  # compatibility name for kit/labkit.py, imported by the labs not yet moved to the kit
+)
+#: Never shipped, whatever the lists above say: they hold reference implementations.
+NEVER_SHIPPED = ("checks", "references")
 # Fixed member times make the zip identical for identical content.
 _EPOCH = (2026, 1, 1, 0, 0, 0)
 
@@ -30,12 +61,29 @@ def bundle_members(lab_ids: list[str] | None = None) -> dict[str, bytes]:
     for path in sorted((ROOT / "data").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             members[path.relative_to(ROOT).as_posix()] = path.read_bytes()
-    for path in sorted((ROOT / "autograder").rglob("*")):
-        if path.is_file() and path.suffix in {".py", ".md"} and "__pycache__" not in path.parts:
-            members[path.relative_to(ROOT).as_posix()] = path.read_bytes()
+    members.update(autograder_members())
     for name in SETUP_FILES:
         members[name] = (ROOT / name).read_bytes()
     members["README.md"] = STUDENT_README.read_bytes()
+    return members
+
+
+def autograder_members() -> dict[str, bytes]:
+    """Archive path -> content of the autograder files that ship: the kit and the engine files."""
+    package = ROOT / "autograder"
+    paths = [package / name for name in ENGINE_FILES if (package / name).is_file()]
+    kit = package / KIT_DIR
+    if kit.is_dir():
+        paths += [
+            p for p in sorted(kit.rglob("*")) if p.is_file() and p.suffix in KIT_SUFFIXES and "__pycache__" not in p.parts
+        ]
+    forbidden = [(package / folder).resolve() for folder in NEVER_SHIPPED]
+    members = {}
+    for path in paths:
+        name = path.relative_to(ROOT).as_posix()
+        if any(path.resolve().is_relative_to(folder) for folder in forbidden):  # a link into them
+            raise ValueError(f"{name}: leads into autograder/checks/ or autograder/references/, which never ship")
+        members[name] = path.read_bytes()
     return members
 
 

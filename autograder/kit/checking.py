@@ -283,6 +283,21 @@ def png_summary(data: bytes | None) -> dict[str, Any] | None:
             "levels": len(set(pixels))}
 
 
+def predictions(tracking_uri: str, model_uri: str, rows: list[dict[str, Any]]) -> list[float]:
+    """A logged model's predictions on ``rows`` (records of feature values).
+
+    Loading a model runs the model's code: the grader calls this only inside a
+    submission's sandbox (``python -m autograder.kit.predict``), never in its own process."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    frame = pd.DataFrame(rows)
+    return [float(v) for v in np.asarray(model.predict(frame), dtype=float).ravel()]
+
+
 # --- Small helpers for judgments and messages --------------------------------------------
 
 

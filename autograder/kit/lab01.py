@@ -29,6 +29,7 @@ from autograder.kit.checking import (
     newest_ready,
     pairs,
     png_summary,
+    predictions,
     quiet,
     read_artifact,
     report,
@@ -262,19 +263,6 @@ CHECKS: dict[str, tuple[int, Judge]] = {
 
 
 # --- In the notebook ----------------------------------------------------------------------
-
-
-def predictions(tracking_uri: str, model_uri: str, rows: list[dict[str, Any]]) -> list[float]:
-    """A logged model's predictions on ``rows``: loads the model, so it runs the model's code.
-    The grader calls this only inside a submission's sandbox (``autograder.kit.predict``)."""
-    import mlflow
-    import numpy as np
-    import pandas as pd
-
-    mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
-    frame = pd.DataFrame(rows, columns=labkit.FEATURES)
-    return [float(v) for v in np.asarray(model.predict(frame), dtype=float).ravel()]
 
 
 def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
