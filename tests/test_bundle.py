@@ -1,0 +1,220 @@
+"""The student bundle: what ships (the kit, the engine files on the list, the student
+notebooks, data and set-up), and that no answer or hidden test ships with it, in any file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder import release
+from autograder.course import LABS, ROOT
+from autograder.release import ENGINE_FILES, KIT_SUFFIXES, SETUP_FILES, TOP, build_bundle, bundle_members
+
+REGION = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
+NEVER = {"solutions", "tests", ".ci", ".github", "benchmarks", "checks", "references"}
+
+
+#: Lines that look like an answer but state a fact every lab's notebook gives in words (the
+#: kit needs them to judge): each one reviewed, with its reason. No file is exempt.
+PUBLIC_FACTS = {
+    # Lab 02 logs it as a tag; Lab 01's kit expects the same parameter value (Lab 01 and 02 name it).
+    '"model_type": "RandomForestRegressor",',
+}
+
+
+def _cells(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+
+
+def _student_notebooks_text() -> str:
+    """Every cell of every generated student notebook: what the course hands out anyway (a later
+    lab gives an earlier lab's answer as set-up code)."""
+    return "\n".join(s for lab_id in LABS for s in _cells(ROOT / "labs" / lab_id / f"{lab_id}.ipynb"))
+
+
+def secret_lines(lab_id: str, public: str | None = None) -> set[str]:
+    """The substantive code lines inside a master's solution regions and hidden-test blocks
+    (stripped; no blank lines, comments or lines under 25 characters) that no generated
+    student notebook shows anyway."""
+    public = _student_notebooks_text() if public is None else public
+    master = ROOT / "solutions" / lab_id / f"{lab_id}.ipynb"
+    secrets: set[str] = set()
+    for source in _cells(master):
+        inside = False
+        for line in source.splitlines():
+            if match := REGION.match(line):
+                inside = match.group(1) == "BEGIN"
+                continue
+            stripped = line.strip()
+            if inside and len(stripped) >= 25 and not stripped.startswith("#") and stripped not in public:
+                secrets.add(stripped)
+    return secrets - PUBLIC_FACTS
+
+
+def all_secrets() -> dict[str, set[str]]:
+    public = _student_notebooks_text()
+    return {lab_id: secret_lines(lab_id, public) for lab_id in LABS}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def readable(name: str, content: bytes) -> str:
+    """A member's text as a reader sees it: for JSON (notebooks included) the raw text and
+    every string in it unescaped, so a line with quotes in a cell is found too."""
+    text = content.decode("utf-8", errors="ignore")
+    if name.endswith((".ipynb", ".json")):
+        with contextlib.suppress(ValueError):  # not JSON after all: its raw text is enough
+            text += "\n" + "\n".join(_strings(json.loads(text)))
+    return text
+
+
+def leaks(members: Mapping[str, bytes], secrets: Mapping[str, set[str]]) -> list[tuple[str, str, str]]:
+    """(member, lab, line) for every secret line some member contains."""
+    found = []
+    for name, content in sorted(members.items()):
+        text = readable(name, content)
+        found += [(name, lab, line) for lab, lines in secrets.items() for line in sorted(lines) if line in text]
+    return found
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The real bundle, built into a zip and read back: archive path (without the top folder) -> content."""
+    path = build_bundle(tmp_path_factory.mktemp("release") / "student-bundle.zip")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert all(n.startswith(f"{TOP}/") for n in names)
+        return {n.removeprefix(f"{TOP}/"): zf.read(n) for n in names if not n.endswith("/")}
+
+
+def test_the_bundle_has_no_solutions_tests_ci_benchmarks_checks_or_references(bundle: dict[str, bytes]) -> None:
+    assert not [name for name in bundle if NEVER & set(name.split("/")[:-1])]
+    assert not [name for name in bundle if name.startswith(("autograder/checks", "autograder/references"))]
+    assert {f"labs/{lab_id}/{lab_id}.ipynb" for lab_id in LABS} <= set(bundle)
+
+
+def test_no_member_of_the_bundle_holds_an_answer_or_a_hidden_test(bundle: dict[str, bytes]) -> None:
+    secrets = all_secrets()
+    assert all(secrets.values()), "every master should have solution regions to look for"
+    assert leaks(bundle, secrets) == []
+    for name, content in bundle.items():
+        if name.endswith((".ipynb", ".json")):
+            text = readable(name, content)
+            assert not [m for m in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS") if m in text], name
+
+
+def test_each_bundled_notebook_keeps_none_of_its_own_answers(bundle: dict[str, bytes]) -> None:
+    """Independent of labs/: a line found only inside its master's regions (not given as code
+    elsewhere in the master) is not code in the bundled notebook (hints are comments)."""
+    for lab_id in LABS:
+        inside, outside = set(), set()
+        for source in _cells(ROOT / "solutions" / lab_id / f"{lab_id}.ipynb"):
+            within = False
+            for line in source.splitlines():
+                if match := REGION.match(line):
+                    within = match.group(1) == "BEGIN"
+                elif len(stripped := line.strip()) >= 25 and not stripped.startswith("#"):
+                    (inside if within else outside).add(stripped)
+        cells = json.loads(bundle[f"labs/{lab_id}/{lab_id}.ipynb"])["cells"]
+        code = {
+            line.strip()
+            for cell in cells
+            if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines()
+            if not line.strip().startswith("#")
+        }
+        assert inside - outside, lab_id
+        assert (inside - outside) & code == set(), lab_id
+
+
+def test_the_leak_test_finds_a_planted_answer() -> None:
+    """The check above can fail: an answer line put in a kit module, or in a notebook cell
+    (where JSON escapes its quotes), is found."""
+    secrets = all_secrets()
+    lab_id, lines = max(secrets.items(), key=lambda item: len(item[1]))
+    line = sorted(lines, key=lambda s: ('"' not in s, s))[0]
+    members = {"autograder/kit/planted.py": f"def helper():\n    {line}\n".encode()}
+    assert leaks(members, secrets) == [("autograder/kit/planted.py", lab_id, line)]
+    notebook = {"cells": [{"cell_type": "code", "source": ["x = 1\n", f"    {line}\n"], "metadata": {}}]}
+    members = {f"labs/{lab_id}/{lab_id}.ipynb": json.dumps(notebook).encode()}
+    assert [found[1:] for found in leaks(members, secrets)] == [(lab_id, line)]
+
+
+def test_every_member_is_on_the_list_or_a_lab_notebook_data_or_set_up_file(bundle: dict[str, bytes]) -> None:
+    assert all("/" not in name and name.endswith(".py") for name in ENGINE_FILES)
+    labs = {f"labs/{lab_id}/{lab_id}.ipynb" for lab_id in LABS}
+    engine = {f"autograder/{name}" for name in ENGINE_FILES}
+
+    def allowed(name: str) -> bool:
+        if name.startswith("autograder/kit/"):
+            return Path(name).suffix in KIT_SUFFIXES and "__pycache__" not in name
+        return name in engine or name in labs or name.startswith("data/") or name in {*SETUP_FILES, "README.md"}
+
+    assert [name for name in bundle if not allowed(name)] == []
+    # And everything on the list that exists ships.
+    package = ROOT / "autograder"
+    assert {f"autograder/{n}" for n in ENGINE_FILES if (package / n).is_file()} <= set(bundle)
+    kit = package / release.KIT_DIR
+    shipped_kit = {
+        p.relative_to(ROOT).as_posix()
+        for p in (kit.rglob("*") if kit.is_dir() else [])
+        if p.is_file() and p.suffix in KIT_SUFFIXES and "__pycache__" not in p.parts
+    }
+    assert shipped_kit <= set(bundle)
+    assert bundle["README.md"] == release.STUDENT_README.read_bytes()
+
+
+def test_a_link_from_the_kit_into_the_references_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "course"
+    (fake / "autograder" / "references").mkdir(parents=True)
+    (fake / "autograder" / "references" / "lab01.py").write_text("ANSWER = 42\n")
+    (fake / "autograder" / "kit").mkdir()
+    (fake / "autograder" / "kit" / "helpers.py").write_text("x = 1\n")
+    (fake / "autograder" / "cli.py").write_text("")
+    monkeypatch.setattr(release, "ROOT", fake)
+    assert set(release.autograder_members()) == {"autograder/cli.py", "autograder/kit/helpers.py"}
+    (fake / "autograder" / "kit" / "lab01.py").symlink_to(fake / "autograder" / "references" / "lab01.py")
+    with pytest.raises(ValueError, match="never ship"):
+        release.autograder_members()
+
+
+def test_the_bundle_is_the_same_for_the_same_content(tmp_path: Path) -> None:
+    first = build_bundle(tmp_path / "a.zip", ["01_tracking"]).read_bytes()
+    assert first == build_bundle(tmp_path / "b.zip", ["01_tracking"]).read_bytes()
+    assert set(bundle_members(["01_tracking"])) >= {"labs/01_tracking/01_tracking.ipynb", "README.md"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "autograder" / "kit").is_dir(), reason="autograder/kit/ is not written yet")
+def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None:
+    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"])) as zf:
+        zf.extractall(tmp_path)
+    root = tmp_path / TOP
+    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", "labs/01_tracking/01_tracking.ipynb", "--json", "r.json"],
+        capture_output=True, text=True, timeout=300, cwd=root, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    [result] = json.loads((root / "r.json").read_text())
+    assert result["score"] == 0 and result["max_score"] > 0
+    assert not (root / "solutions").exists() and not (root / "autograder" / "checks").exists()
