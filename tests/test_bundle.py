@@ -208,7 +208,19 @@ def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None
     with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"])) as zf:
         zf.extractall(tmp_path)
     root = tmp_path / TOP
-    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": str(root)}
+    # The course's editable install would quietly supply any module the bundle lacks (its finder
+    # resolves autograder.<name> from the repository): take it out of every Python started here.
+    hooks = tmp_path / "no-editable"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
+    )
+    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import autograder.course, importlib.util as u; print(u.find_spec('autograder.references'))"],
+        capture_output=True, text=True, timeout=60, cwd=root, env=env,
+    )
+    assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", "labs/01_tracking/01_tracking.ipynb", "--json", "r.json"],
         capture_output=True, text=True, timeout=300, cwd=root, env=env,
