@@ -59,7 +59,7 @@ labs: setup ## Regenerate the student notebooks in labs/ from solutions/
 
 check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
 	@if [ -z "$(NB)" ]; then echo "usage: make check NB=labs/01_tracking/01_tracking.ipynb"; exit 2; fi
-	$(PY) -m autograder grade "$(NB)"
+	$(PY) -m autograder grade --own "$(NB)"
 
 grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading
 	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)"

@@ -19,6 +19,7 @@ bombs, and archives too big or with too many members, before and while extractin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -231,11 +232,14 @@ def _write_atomic(path: Path, text: str) -> None:
 def grade_one(job: dict[str, Any]) -> dict[str, Any]:
     """Grade one submission and write its result file (runs in a worker process)."""
     from autograder.grade import GradeResult, grade_notebook
+    from autograder.hidden import hidden_inputs
     from autograder.notebook import GradingError
 
     path = Path(job["path"])
     try:
-        result = grade_notebook(path, job["cell_timeout"], job["total_timeout"])
+        inputs = hidden_inputs(job["seed"]) if job.get("seed") is not None else None
+        result = grade_notebook(path, job["cell_timeout"], job["total_timeout"],
+                                sandboxed=job.get("sandboxed", True), inputs=inputs, slot=job.get("slot", 0))
     except GradingError as exc:
         result = GradeResult(str(path), job["lab_hint"], 0.0, 0.0, errors=[str(exc)])
     except Exception as exc:  # the grader's own failure is recorded, never stops the batch
@@ -377,6 +381,20 @@ class ClassSummary:
     out: Path
 
 
+def class_seed(out: Path, seed: int | None) -> int:
+    """The class's hidden seed: the one given, else the one kept in ``out``, else a new one."""
+    from autograder.hidden import new_seed
+
+    kept = out / ".hidden-seed"
+    if seed is None and kept.is_file():
+        with contextlib.suppress(ValueError):
+            seed = int(kept.read_text(encoding="utf-8").strip())
+    if seed is None:
+        seed = new_seed()
+    kept.write_text(f"{seed}\n", encoding="utf-8")
+    return seed
+
+
 def grade_class(
     source: Path,
     out: Path,
@@ -385,11 +403,18 @@ def grade_class(
     cell_timeout: float = 120.0,
     total_timeout: float = 600.0,
     progress: bool = True,
+    sandboxed: bool = True,
+    seed: int | None = None,
 ) -> ClassSummary:
-    """Grade every submission under ``source`` (folder or zip) into ``out``."""
+    """Grade every submission under ``source`` (folder or zip) into ``out``.
+
+    Every submission of one class runs on the same hidden inputs (fair, and a resumed batch
+    continues on them): the seed is drawn once and kept in ``out/.hidden-seed``, which no
+    sandbox can see."""
     from autograder import classreport
 
     out.mkdir(parents=True, exist_ok=True)
+    seed = class_seed(out, seed)
     unpacked: Path | None = None
     try:
         if source.is_file() and zipfile.is_zipfile(source):
@@ -405,6 +430,8 @@ def grade_class(
         done, todo = pending_jobs(submissions, root, out / "results", cell_timeout, total_timeout)
         if done:
             print(f"resuming: {len(done)} already graded, {len(todo)} to grade")
+        for slot, job in enumerate(todo):
+            job.update(sandboxed=sandboxed, seed=seed, slot=slot % 4000)  # one uid per submission
         records = done + run_jobs(todo, jobs or os.cpu_count() or 1, progress)
     finally:
         if unpacked is not None:

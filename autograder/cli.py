@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S",
                        help=f"seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})")
     grade.add_argument("--keep", action="store_true", help="keep each submission's working directory")
+    _inputs_options(grade)
+    grade.add_argument("--own", action="store_true",
+                       help="grading your own notebook: without a sandbox on this machine, run it unsandboxed (and say so)")
 
     cls = sub.add_parser("class", help="grade a whole class of submissions in parallel (resumable)")
     cls.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
@@ -41,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="due date, ISO 8601 (e.g. 2026-12-01T23:59+01:00; UTC if no offset): adds a late column")
     cls.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
     cls.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S")
+    _inputs_options(cls)
 
     rel = sub.add_parser("release", help="build the student bundle (no solutions, no hidden tests)")
     rel.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab (repeatable)")
@@ -56,6 +60,40 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="regenerate labs/ from the masters in solutions/")
     gen.add_argument("--check", action="store_true", help="only report stale student notebooks")
     return parser
+
+
+def _inputs_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run the notebooks without a sandbox: ONLY for notebooks you trust")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="hidden seed (default: a fresh one; for class, kept in OUT/.hidden-seed)")
+    parser.add_argument("--course-data", action="store_true",
+                        help="grade on the course's own data and seed instead of hidden inputs")
+
+
+def _sandbox_choice(args: argparse.Namespace) -> bool | None:
+    """Whether to sandbox; None (after a one-line error) when grading cannot be safe."""
+    from autograder import sandbox
+
+    if args.no_sandbox:
+        print("warning: --no-sandbox: the notebooks run with your permissions, unisolated", file=sys.stderr)
+        return False
+    why = sandbox.unavailable_reason()
+    if why is None:
+        return True
+    if getattr(args, "own", False):
+        print(f"note: no sandbox here ({why}); grading your own notebook unsandboxed", file=sys.stderr)
+        return False
+    print(f"error: {sandbox.UNAVAILABLE.format(why=why)}", file=sys.stderr)
+    return None
+
+
+def _inputs(args: argparse.Namespace):  # noqa: ANN202 - HiddenInputs, imported lazily
+    from autograder import hidden
+
+    if args.course_data:
+        return hidden.course_inputs()
+    return hidden.hidden_inputs(args.seed if args.seed is not None else hidden.new_seed())
 
 
 def _datetime(text: str) -> datetime:
@@ -79,10 +117,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     results: list[GradeResult] = []
     written: set[Path] = set()
     could_not = 0
+    sandboxed = _sandbox_choice(args)
+    if sandboxed is None:
+        return 2
+    inputs = _inputs(args)
     for i, path in enumerate(args.notebooks, 1):
         print(f"[{i}/{len(args.notebooks)}] grading {path} ...", file=sys.stderr, flush=True)
         try:
-            result = grade_notebook(path, args.cell_timeout, args.timeout, args.keep)
+            result = grade_notebook(path, args.cell_timeout, args.timeout, args.keep, sandboxed, inputs)
         except GradingError as exc:
             reason = str(exc)
         except Exception as exc:  # the grader's own failure: one line, and on to the next notebook
@@ -117,8 +159,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_class(args: argparse.Namespace) -> int:
     from autograder.classroom import grade_class
 
+    sandboxed = _sandbox_choice(args)
+    if sandboxed is None:
+        return 2
+    seed = -1 if args.course_data else args.seed
     try:
-        summary = grade_class(args.submissions, args.out, args.jobs, args.due, args.cell_timeout, args.timeout)
+        summary = grade_class(args.submissions, args.out, args.jobs, args.due, args.cell_timeout, args.timeout,
+                              sandboxed=sandboxed, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -147,7 +194,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from autograder import course, labkit
+    from autograder import course, labkit  # noqa: F401
 
     uri = labkit.course_store_uri()
     if args.init and not (course.STORE_DIR / "mlflow.db").exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
@@ -69,8 +70,20 @@ def render_expected(lab: Lab) -> str | None:
         return None
     params = parameters_of(nbformat.read(lab.master, as_version=4))
     made_for = {k: params[k] for k in spec.lab.PARAMS if k in params}
-    values = spec.expected(MAIN_DATASET, params)
+    values = _rounded(spec.expected(MAIN_DATASET, params))
     return json.dumps({"params": made_for, "expected": values}, sort_keys=True) + "\n"
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 9 significant digits: a forest trained on several threads sums its trees in
+    any order, and the last bits of its predictions must not make the file look stale."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def stale_labs() -> list[Lab]:
