@@ -73,8 +73,8 @@ class Limits:
 
 UNAVAILABLE = (
     "no sandbox available here ({why}): grading other people's notebooks runs them as "
-    "hostile code. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), grade in "
-    "the course's container (docker build -f autograder/Dockerfile .), or pass --no-sandbox "
+    "hostile code. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), grade inside "
+    "a Linux container or VM that has bubblewrap, or pass --no-sandbox "
     "for notebooks you trust"
 )
 
