@@ -251,6 +251,7 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
         "lab": result.lab or job["lab_hint"],
         "submitted_at": job["submitted_at"],
         "sha256": job["sha256"],
+        "seed": job.get("seed"),
         "key": job["key"],
     }
     _write_atomic(Path(job["result_file"]), json.dumps(record, indent=2))
@@ -278,13 +279,15 @@ def _well_formed_check(check: Any, fields: set[str]) -> bool:
     )
 
 
-def reusable(record: Any, key: dict[str, str], sha256: str) -> bool:
+def reusable(record: Any, key: dict[str, str], sha256: str, seed: int | None = None) -> bool:
     """Whether a result file found on resume is this very submission's grade: its stored
-    student id, lab, path and sha256 match exactly, and it is well formed (numbers where
+    student id, lab, path, sha256 and hidden seed match exactly, and it is well formed (numbers where
     numbers are, 0 <= score <= max_score, the checks a list of checks adding up to both)."""
     from autograder.grade import CheckOutcome
 
     if not isinstance(record, dict) or record.get("key") != key or record.get("sha256") != sha256:
+        return False
+    if record.get("seed") != seed:  # graded on other hidden inputs
         return False
     if record.get("student_id") != key["student_id"] or not isinstance(record.get("path"), str):
         return False
@@ -310,11 +313,16 @@ def reusable(record: Any, key: dict[str, str], sha256: str) -> bool:
 
 
 def pending_jobs(
-    submissions: list[Submission], root: Path, results_dir: Path, cell_timeout: float, total_timeout: float
+    submissions: list[Submission],
+    root: Path,
+    results_dir: Path,
+    cell_timeout: float,
+    total_timeout: float,
+    seed: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split into (already graded, to grade). A result is reused only for the very same
-    submission (student id, lab, path and content), and only when it is well formed; a
-    student who re-submits, or a damaged result file, is graded again."""
+    submission (student id, lab, path and content) graded on the same hidden ``seed``, and only
+    when it is well formed; a student who re-submits, or a damaged result file, is graded again."""
     done, todo = [], []
     for sub in submissions:
         display = sub.path.relative_to(root).as_posix()
@@ -326,7 +334,7 @@ def pending_jobs(
                 record = json.loads(result_file.read_text(encoding="utf-8"))
             except (ValueError, OSError):  # not JSON, not UTF-8: graded again
                 record = None
-            if reusable(record, key, sha):
+            if reusable(record, key, sha, seed):
                 done.append(record)
                 continue
         todo.append(
@@ -427,7 +435,7 @@ def grade_class(
         submissions = collect(root)
         if not submissions:
             raise FileNotFoundError(f"{source}: no .ipynb submissions found")
-        done, todo = pending_jobs(submissions, root, out / "results", cell_timeout, total_timeout)
+        done, todo = pending_jobs(submissions, root, out / "results", cell_timeout, total_timeout, seed)
         if done:
             print(f"resuming: {len(done)} already graded, {len(todo)} to grade")
         for slot, job in enumerate(todo):

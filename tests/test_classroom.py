@@ -159,7 +159,7 @@ def test_class_cli_explains_a_missing_folder(tmp_path: Path) -> None:
 def _fake_grader(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Grade in this process with a fake ``grade_notebook`` that gives the score written in
     the notebook's metadata; returns the list of paths it graded."""
-    from autograder import grade
+    from autograder import grade, hidden
 
     graded: list[str] = []
 
@@ -170,6 +170,7 @@ def _fake_grader(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return grade.GradeResult(str(path), LAB01.lab_id, points, 10.0, [check])
 
     monkeypatch.setattr(grade, "grade_notebook", fake_grade_notebook)
+    monkeypatch.setattr(hidden, "hidden_inputs", lambda seed: None)  # no data variant to make
     monkeypatch.setattr(classroom, "run_jobs", lambda todo, jobs, progress=True: [classroom.grade_one(j) for j in todo])
     return graded
 
@@ -209,6 +210,17 @@ def test_students_whose_ids_differ_only_in_accents_or_punctuation_keep_their_own
     for path in (out / "results").glob("*.json"):
         record = json.loads(path.read_text(encoding="utf-8"))
         assert record["score"] == LOOKALIKES[record["student_id"]]
+
+
+def test_results_on_other_hidden_inputs_are_graded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    graded = _fake_grader(monkeypatch)
+    source, out = _write_fake_class(tmp_path / "in", {"alice": 5, "bob": 7}), tmp_path / "out"
+    classroom.grade_class(source, out, jobs=1, progress=False, seed=11)
+    same = classroom.grade_class(source, out, jobs=1, progress=False)  # the class keeps its seed
+    assert (same.graded_now, same.kept) == (0, 2)
+    other = classroom.grade_class(source, out, jobs=1, progress=False, seed=12)
+    assert (other.graded_now, other.kept) == (2, 0)
+    assert len(graded) == 4 and _grades(out) == [("alice", 5.0), ("bob", 7.0)]
 
 
 def _raise_score(r: dict) -> None:
