@@ -20,7 +20,8 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from autograder.sandbox import Sandbox
+from autograder import capped
+from autograder.sandbox import Limits, Sandbox
 from autograder.sandbox import python as sandbox_python
 
 #: Sent to the kernel as soon as it is up. Importing changes no behaviour, only when the
@@ -70,6 +71,7 @@ class Kernel:
         self.tracking_uri = tracking_uri
         self.sandbox = sandbox
         self.km = _sandboxed_manager(workdir, sandbox) if sandbox else _plain_manager()
+        self.limits = sandbox.limits if sandbox else Limits()
 
     def start(self) -> None:
         """Start the kernel, and warm it up in a thread; returns without waiting for either."""
@@ -163,6 +165,10 @@ def _sandboxed_manager(workdir: Path, sandbox: Sandbox) -> Any:
             cmd[0] = sandbox_python()
             return sandbox.command(cmd)
 
+        def client(self, **kwargs: Any) -> Any:
+            # Our context carries the message-size limit (capped.limit_messages).
+            return super().client(context=self.context, **kwargs)
+
         def write_connection_file(self, **kwargs: Any) -> Any:
             result = super().write_connection_file(**kwargs)
             sandbox.give(Path(self.connection_file))  # the kernel runs as the sandbox's user
@@ -175,6 +181,7 @@ def _sandboxed_manager(workdir: Path, sandbox: Sandbox) -> Any:
         connection_file=str(workdir / ".kernel.json"),
     )
     km.kernel_spec.interrupt_mode = "message"
+    capped.limit_messages(km, sandbox.limits.message_bytes)
     return km
 
 
@@ -226,6 +233,8 @@ def execute(
             cwd=str(workdir),
             km=kernel.km,
             kernel_name="python3",
+            engine_name=capped.ENGINE,
+            cell_output_bytes=kernel.limits.cell_output_bytes,
             allow_errors=True,
             execution_timeout=cell_timeout,
             interrupt_on_timeout=True,

@@ -68,7 +68,7 @@ class Limits:
     #: Output one cell may send back (text, images), and the whole executed notebook:
     #: a cell printing 200 MB must not take the grader's memory with it.
     cell_output_bytes: int = 2 << 20
-    notebook_bytes: int = 50 << 20
+    message_bytes: int = 32 << 20
 
 
 UNAVAILABLE = (
