@@ -9,9 +9,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from autograder.checks import lab03
 from autograder.course import LABS
 from autograder.notebook import grade_id
+from autograder.references import lab03 as references03
 from tests.conftest import make_submission, points, solution_code
 
 pytestmark = pytest.mark.slow
@@ -37,9 +37,9 @@ def solved(todo: str, old: str, new: str) -> str:
 
 def test_the_rule_in_the_grader() -> None:
     metrics = {"a": (0.9, 20.0), "b": (0.8, 1.0), "c": (0.7, 10.0)}
-    assert lab03.apply_rule(metrics, 10.0) == {"a": "over_budget", "b": "winner", "c": "lower_r2"}
-    assert lab03.apply_rule(metrics, 50.0) == {"a": "winner", "b": "lower_r2", "c": "lower_r2"}
-    assert set(lab03.apply_rule(metrics, 0.5).values()) == {"over_budget"}
+    assert references03.apply_rule(metrics, 10.0) == {"a": "over_budget", "b": "winner", "c": "lower_r2"}
+    assert references03.apply_rule(metrics, 50.0) == {"a": "winner", "b": "lower_r2", "c": "lower_r2"}
+    assert set(references03.apply_rule(metrics, 0.5).values()) == {"over_budget"}
 
 
 def test_solution_earns_full_marks(grade) -> None:
