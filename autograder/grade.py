@@ -141,8 +141,11 @@ def grade_notebook(
         box.prepare()
     data_seen = Path(DATA_MOUNT) / inputs.dataset.name if box else inputs.dataset
     kernel = Kernel(workdir, tracking_uri, box)
+    runner = SandboxRunner(workdir, tracking_uri, box)
     try:
         kernel.start()
+        if spec.run_code is not None:
+            runner.warm()
         rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
         overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}
         full = {**params, **overrides}
@@ -156,7 +159,7 @@ def grade_notebook(
         ref_thread.join()
         ev = gather(spec, workdir, private, full)
         if spec.run_code is not None and "error" not in ev:
-            spec.run_code(ev, reference, inputs.dataset, SandboxRunner(workdir, tracking_uri, box))
+            spec.run_code(ev, reference, inputs.dataset, runner)
         outcomes = judge(master, spec, ev, reference, cell_status(result.notebook), result.stopped)
         errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
         if "error" in ev:
@@ -173,6 +176,7 @@ def grade_notebook(
         )
     finally:
         kernel.shutdown()
+        runner.close()
         shutil.rmtree(private, ignore_errors=True)
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)

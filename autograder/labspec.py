@@ -35,17 +35,20 @@ class Completed:
     stderr: str
 
 
-def run_bounded(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None, stdin: bytes = b"",
-                timeout: float = RUN_TIMEOUT, max_output: int = MAX_OUTPUT) -> Completed:
-    """Run a program, feeding ``stdin``, keeping at most ``max_output`` bytes of each stream.
+class Started:
+    """A program started now, to be fed and read later (``finish``): its start-up (imports)
+    overlaps with other work. Output goes to files, so a program that prints gigabytes
+    costs disk up to its file-size limit, not the grader's memory."""
 
-    Written here rather than with ``subprocess.run(capture_output=True)``, which keeps all
-    the output in memory: a hostile program may print gigabytes."""
-    import tempfile
+    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None) -> None:
+        import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.PIPE,
-                                stdout=out, stderr=err, start_new_session=True)
+        self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish or kill)
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.PIPE,
+                                     stdout=self.out, stderr=self.err, start_new_session=True)
+
+    def finish(self, stdin: bytes = b"", timeout: float = RUN_TIMEOUT, max_output: int = MAX_OUTPUT) -> Completed:
+        proc, out, err = self.proc, self.out, self.err
         try:
             proc.communicate(stdin, timeout=timeout)
             code: int | None = proc.returncode
@@ -53,12 +56,32 @@ def run_bounded(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None, s
             proc.kill()
             proc.wait()
             code = None
+        except BrokenPipeError:  # it ended before reading its input
+            proc.wait()
+            code = proc.returncode
         texts = []
         for stream in (out, err):
             size = stream.seek(0, os.SEEK_END)
             stream.seek(max(0, size - max_output) if stream is err else 0)
             texts.append(stream.read(max_output).decode("utf-8", "replace"))
-    return Completed(code, *texts)
+            stream.close()
+        return Completed(code, *texts)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        self.err.close()
+
+
+def run_bounded(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None, stdin: bytes = b"",
+                timeout: float = RUN_TIMEOUT, max_output: int = MAX_OUTPUT) -> Completed:
+    """Run a program, feeding ``stdin``, keeping at most ``max_output`` bytes of each stream.
+
+    Written here rather than with ``subprocess.run(capture_output=True)``, which keeps all
+    the output in memory: a hostile program may print gigabytes."""
+    return Started(argv, cwd, env).finish(stdin, timeout, max_output)
 
 
 @dataclass
@@ -70,7 +93,12 @@ class SandboxRunner:
     tracking_uri: str
     sandbox: Sandbox | None
 
+    _spare: Started | None = None
+
     def run_kit(self, module: str, args: Sequence[str], stdin: bytes = b"") -> Completed:
+        return self.start_kit(module, args).finish(stdin)
+
+    def start_kit(self, module: str, args: Sequence[str] = ()) -> Started:
         if self.sandbox is not None:
             # -E -s -P: no PYTHON* variables, no user site, not the folder on sys.path: the
             # submission's files in its folder cannot stand in for the kit's modules.
@@ -80,11 +108,24 @@ class SandboxRunner:
         else:
             argv = [sys.executable, "-m", module, *args]
             env = {**os.environ, "PYTHONPATH": str(course.ROOT), "MLFLOW_TRACKING_URI": self.tracking_uri}
-        return run_bounded(argv, self.workdir, env, stdin)
+        return Started(argv, self.workdir, env)
+
+    def warm(self) -> None:
+        """Start a prediction process now (its imports take seconds); the first ``predict``
+        uses it. Call while the notebook runs."""
+        self._spare = self.start_kit("autograder.kit.predict")
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.kill()
+            self._spare = None
 
     def predict(self, model_uri: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """``{"predictions": [...]}`` of one logged model on ``rows``, or ``{"prediction_error": ...}``."""
-        done = self.run_kit("autograder.kit.predict", [self.tracking_uri, model_uri], json.dumps(rows).encode())
+        """``{"predictions": [...]}`` of one logged model on ``rows``, or ``{"prediction_error": ...}``.
+        Each model gets a process of its own: one model's code cannot answer for another."""
+        started, self._spare = self._spare or self.start_kit("autograder.kit.predict"), None
+        job = {"tracking_uri": self.tracking_uri, "model_uri": model_uri, "rows": rows}
+        done = started.finish(json.dumps(job).encode())
         if done.returncode is None:
             return {"prediction_error": f"predicting took longer than {RUN_TIMEOUT:g} s"}
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
