@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autograder.grade import CheckOutcome, GradeResult
 from autograder.report import feedback_markdown
+from autograder.results import GradeResult
 
 # Every sentence of the report, in one place (for translation).
 TEXT = {
@@ -29,9 +29,7 @@ TEXT = {
 
 
 def _result(record: dict[str, Any]) -> GradeResult:
-    checks = [CheckOutcome(**c) for c in record.get("checks", [])]
-    fields = {k: record[k] for k in ("path", "lab", "score", "max_score", "errors", "restored", "seconds") if k in record}
-    return GradeResult(**{**fields, "checks": checks})
+    return GradeResult.from_json(record)
 
 
 def grades_table(records: list[dict[str, Any]], due: datetime | None) -> Any:

@@ -283,7 +283,7 @@ def reusable(record: Any, key: dict[str, str], sha256: str, seed: int | None = N
     """Whether a result file found on resume is this very submission's grade: its stored
     student id, lab, path, sha256 and hidden seed match exactly, and it is well formed (numbers where
     numbers are, 0 <= score <= max_score, the checks a list of checks adding up to both)."""
-    from autograder.grade import CheckOutcome
+    from autograder.results import CheckOutcome
 
     if not isinstance(record, dict) or record.get("key") != key or record.get("sha256") != sha256:
         return False

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 import types
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,34 +36,11 @@ from autograder.notebook import (
     read_submission,
     restore,
 )
+from autograder.results import CheckOutcome, GradeResult
 from autograder.sandbox import DATA_MOUNT, Sandbox
 
 DEFAULT_CELL_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
-
-
-@dataclass
-class CheckOutcome:
-    id: str
-    points: float
-    max_points: float
-    passed: bool
-    message: str
-
-
-@dataclass
-class GradeResult:
-    path: str
-    lab: str | None
-    score: float
-    max_score: float
-    checks: list[CheckOutcome] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _warm_checks(checks: Any, ctx: Any) -> None:

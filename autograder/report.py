@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autograder.grade import GradeResult
+from autograder.results import GradeResult
 
 
 def _points(value: float) -> str:

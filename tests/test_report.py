@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autograder.grade import CheckOutcome, GradeResult
 from autograder.report import feedback_markdown, write_feedback
+from autograder.results import CheckOutcome, GradeResult
 
 
 def _result(path: str, passed: bool) -> GradeResult:
