@@ -24,7 +24,7 @@ export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab mlflow labs check grade-class release test bench data lint clean
+.PHONY: help setup lab mlflow labs check grade-class release test test-fast bench data lint clean
 
 help: ## List the commands
 	@echo "Usage: make TARGET"
@@ -69,6 +69,9 @@ release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 
 test: setup ## Run the course's test suite (executes every lab; a few minutes)
 	$(PY) -m pytest
+
+test-fast: setup ## Only the tests that execute no notebook (seconds, for the edit-test loop)
+	$(PY) -m pytest -m "not slow"
 
 bench: setup ## Time the grader: vs a bare papermill run, and a class vs nbgrader autograde
 	$(PY) benchmarks/grade_vs_papermill.py
