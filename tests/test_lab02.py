@@ -1,15 +1,21 @@
-"""The grader on Lab 02 (hyperparameter tuning): full marks, zero, partial credit, and the
-typical mistakes, each costing the points of the task it breaks.
+"""The grader on Lab 02 (hyperparameter tuning): full marks, zero, partial credit, the
+typical mistakes, each costing the points of the task it breaks, and hostile submissions
+(values copied from a run on the course data, work faked so that it merely exists).
 
-Every test here executes a notebook (about 25-40 s each).
+Every test here but two (which judge evidence directly) executes a notebook (about 25-40 s each).
 """
 
 from __future__ import annotations
 
+import json
+
 import nbformat
 import pytest
 
+from autograder import hidden
 from autograder.course import LABS
+from autograder.kit import lab02
+from autograder.kit.checking import EXPECTED_DIR, png_summary
 from autograder.notebook import grade_id
 from tests.conftest import make_submission, points, solution_code
 
@@ -24,6 +30,8 @@ MAX = {
     "check_todo5_surface": 2,
 }
 TODO_CHECK = {int(k[len("check_todo")]): k for k in MAX}
+#: A hidden seed on which the best test_r2 and the best cv_r2_mean are different configurations.
+SEED = 12345
 ALL = set(TODO_CHECK)
 
 # TODO 4 of the master, with the order of the search changed.
@@ -73,27 +81,29 @@ def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade) -> None:
     assert points(result) == expected, [c.message for c in result.checks]
 
 
-@pytest.mark.parametrize(
-    ("order", "says"),
-    [("metrics.cv_r2_mean ASC", "LOWEST"), ("metrics.test_r2 DESC", "highest cv_r2_mean")],
-    ids=["wrong-direction", "chosen-on-the-test-split"],
-)
-def test_a_wrongly_picked_best_loses_only_task_4(grade, order: str, says: str) -> None:
-    nb = make_submission(done=ALL, replace={"todo4": BEST_BY.format(order=order)}, lab=LAB)
-    result = grade(nb)
+def test_a_wrongly_picked_best_on_the_test_split_loses_only_task_4(grade) -> None:
+    # On these inputs the best test_r2 and the best cv_r2_mean are different configurations.
+    nb = make_submission(done=ALL, replace={"todo4": BEST_BY.format(order="metrics.test_r2 DESC")}, lab=LAB)
+    result = grade(nb, inputs=hidden.hidden_inputs(SEED))
     assert points(result) == {**MAX, "check_todo4_best": 0}, [c.message for c in result.checks]
-    assert says in message(result, "check_todo4_best")
+    assert "highest cv_r2_mean" in message(result, "check_todo4_best")
 
 
-def test_a_metric_logged_under_another_name_loses_only_task_1(grade) -> None:
+def test_two_typical_mistakes_each_lose_only_their_task(grade) -> None:
+    """A metric logged under another name (TODO 1) and the best picked in the wrong direction
+    (TODO 4): each costs its own task, and the sweep, which logs what evaluate() returns
+    whatever its keys, keeps its points."""
     todo1 = solution_code(next(c for c in nbformat.read(LAB.master, as_version=4).cells if grade_id(c) == "todo1"))
     assert '"test_rmse":' in todo1
-    nb = make_submission(done=ALL, replace={"todo1": todo1.replace('"test_rmse":', '"rmse":')}, lab=LAB)
-    result = grade(nb)
-    assert points(result) == {**MAX, "check_todo1_scores": 0}, [c.message for c in result.checks]
+    replace = {"todo1": todo1.replace('"test_rmse":', '"rmse":'),
+               "todo4": BEST_BY.format(order="metrics.cv_r2_mean ASC")}
+    result = grade(make_submission(done=ALL, replace=replace, lab=LAB), inputs=hidden.hidden_inputs(SEED))
+    lost = ("check_todo1_scores", "check_todo4_best")
+    assert points(result) == {**MAX, **dict.fromkeys(lost, 0)}, [c.message for c in result.checks]
     assert "lacks metric(s) test_rmse; found: cv_r2_mean, cv_r2_std, rmse, test_r2" in message(
         result, "check_todo1_scores"
     )
+    assert "LOWEST" in message(result, "check_todo4_best")
 
 
 def test_children_not_nested_lose_the_sweep_and_what_needs_it(grade) -> None:
@@ -118,3 +128,104 @@ for n_estimators, max_depth in GRID:
     assert points(result) == {**MAX, **dict.fromkeys(lost, 0)}, [c.message for c in result.checks]
     assert "not nested" in message(result, "check_todo3_sweep")
     assert "not in the parent run" in message(result, "check_todo5_surface")
+
+
+# --- Hostile submissions ------------------------------------------------------------------
+
+#: What a run of the solution on the course data logs, as numbers a student could copy
+#: from the MLflow UI (4 decimals): the scores of the grid's first configuration and the best.
+COURSE = json.loads((EXPECTED_DIR / "02_tuning.json").read_text())["expected"]
+TRIAL = {m: round(COURSE["scores"][0][m], 4) for m in lab02.METRICS}
+WINNER = max(COURSE["scores"], key=lambda s: s["cv_r2_mean"])
+
+COPIED_TODO1 = f"""
+COPIED = {{{tuple(COURSE["grid"][0])}: {TRIAL!r}}}  # from the UI, run on the course data
+
+
+def evaluate(n_estimators, max_depth):
+    if (n_estimators, max_depth) in COPIED:
+        return dict(COPIED[(n_estimators, max_depth)])
+    model = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, random_state=SEED, n_jobs=-1)
+    scores = cross_val_score(model, X_train, y_train, cv=CV_FOLDS, scoring="r2")
+    y_pred = model.fit(X_train, y_train).predict(X_test)
+    return {{"cv_r2_mean": scores.mean(), "cv_r2_std": scores.std(),
+            "test_r2": r2_score(y_test, y_pred), "test_rmse": root_mean_squared_error(y_test, y_pred)}}
+"""
+COPIED_TODO2 = solution_code(
+    next(c for c in nbformat.read(LAB.master, as_version=4).cells if grade_id(c) == "todo2")
+).replace('"random_state": SEED', '"random_state": 42')
+COPIED_TODO4 = f"""
+children = mlflow.search_runs(
+    experiment_ids=[experiment.experiment_id],
+    filter_string=f"tags.mlflow.parentRunId = '{{parent.info.run_id}}'",
+    order_by=["metrics.cv_r2_mean DESC"],
+)
+mlflow.set_tag("best_run_id", children.iloc[0]["run_id"])
+mlflow.log_params({{"best_n_estimators": {WINNER["n_estimators"]}, "best_max_depth": {WINNER["max_depth"]}}})
+mlflow.log_metrics({{"best_cv_r2_mean": {WINNER["cv_r2_mean"]:.4f}, "best_test_r2": {WINNER["test_r2"]:.4f}}})
+"""
+
+
+def test_the_copied_values_would_pass_on_the_course_data() -> None:
+    """The premise of the next test: the numbers it copies are right on the course data."""
+    assert COURSE["parent_params"]["random_state"] == 42
+    trial = {"name": "rf-trial", "start_time": 0, "metrics": TRIAL}
+    assert lab02.judge_scores({"trial": trial}, COURSE).passed
+
+
+def test_values_copied_from_a_run_on_the_course_data_lose_their_tasks(grade) -> None:
+    """evaluate() answers the trial's configuration with numbers copied from the UI, the
+    parent's settings are typed in, and the best configuration's parameters and scores too.
+    On hidden inputs none of them is what the work gives: TODOs 1, 2 and 4 lose their points;
+    the sweep (which logs what evaluate() returns) and the plot keep theirs."""
+    replace = {"todo1": COPIED_TODO1, "todo2": COPIED_TODO2, "todo4": COPIED_TODO4}
+    result = grade(make_submission(done=ALL, replace=replace, lab=LAB), inputs=hidden.hidden_inputs(SEED))
+    lost = ("check_todo1_scores", "check_todo2_parent", "check_todo4_best")
+    assert points(result) == {**MAX, **dict.fromkeys(lost, 0)}, [c.message for c in result.checks]
+    assert "re-computation gives" in message(result, "check_todo1_scores")
+    assert f"random_state=42; expected random_state={SEED % 10_000}" in message(result, "check_todo2_parent")
+    assert "but its best_run_id" in message(result, "check_todo4_best")
+
+
+# The sweep's children exist, named, with their parameters, tag and four metrics, but the
+# metrics are made up rather than what evaluate() gives; the surface is a PNG header alone.
+FAKE_SWEEP = """
+results = []
+for n_estimators, max_depth in GRID:
+    with mlflow.start_run(run_name=f"rf-n{n_estimators}-d{max_depth}", nested=True):
+        mlflow.log_param("n_estimators", n_estimators)
+        mlflow.log_param("max_depth", max_depth)
+        mlflow.set_tag("sweep", PARENT_RUN_NAME)
+        metrics = {"cv_r2_mean": 0.9 - max_depth / 100 - n_estimators / 10_000, "cv_r2_std": 0.01,
+                   "test_r2": 0.9, "test_rmse": 20.0}
+        mlflow.log_metrics(metrics)
+    results.append({"n_estimators": n_estimators, "max_depth": max_depth, **metrics})
+"""
+HEADER_ONLY_PNG = """
+from pathlib import Path
+
+Path("cv_r2_surface.png").write_bytes(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(64))
+mlflow.log_artifact("cv_r2_surface.png")
+"""
+
+
+def test_a_header_only_png_is_not_a_plot() -> None:
+    assert png_summary(b"\x89PNG\r\n\x1a\n" + bytes(64)) == {"decodes": False}
+    ev = {"parent": {"name": "rf-grid-search"}, "parent_artifacts": [lab02.SURFACE],
+          "surface": {"decodes": True, "width": 640, "height": 480, "drawn": 0.0}}
+    result = lab02.judge_surface(ev, COURSE)
+    assert not result.passed and "not a plot" in result.message
+
+
+def test_a_sweep_with_made_up_metrics_and_a_png_header_earn_nothing(grade) -> None:
+    """Naive checks (the children exist with metrics; the artifact exists and starts like a
+    PNG) would pass this. The children's metrics are not what evaluate() gives for their
+    configuration (the first one differs from the trial run of the same configuration), and
+    the artifact does not decode as an image."""
+    replace = {"todo3": FAKE_SWEEP, "todo5": HEADER_ONLY_PNG}
+    result = grade(make_submission(done=ALL, replace=replace, lab=LAB), inputs=hidden.hidden_inputs(SEED))
+    lost = ("check_todo1_scores", "check_todo3_sweep", "check_todo5_surface")
+    assert points(result) == {**MAX, **dict.fromkeys(lost, 0)}, [c.message for c in result.checks]
+    assert "the trial run of the same configuration" in message(result, "check_todo3_sweep")
+    assert "evaluate() must use its arguments" in message(result, "check_todo1_scores")
+    assert "not a PNG image" in message(result, "check_todo5_surface")
