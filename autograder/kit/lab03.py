@@ -37,7 +37,7 @@ from autograder.kit.checking import (
     read_artifact,
     read_file,
     report,
-    runs,
+    run_record,
 )
 
 LAB = "03_comparison"
@@ -78,6 +78,8 @@ MIN_FIGURE_SIDE = 200
 MIN_DRAWN = 0.01
 #: Rows of the test split the visible self-check asks each model about (the hidden one: all).
 SAMPLE_ROWS = 20
+#: Runs of the lab's experiment read, newest first (a few notebook runs make 5 each).
+MAX_RUNS = 1000
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
@@ -214,7 +216,8 @@ def evidence(
     if experiment is None:
         return found
     experiment["tags"] = dict(mlflow_client.get_experiment(experiment["id"]).tags)
-    every = [r for r in runs(mlflow_client) if r["experiment_id"] == experiment["id"]]  # newest first
+    every = [run_record(r) for r in mlflow_client.search_runs(  # newest first
+        [experiment["id"]], order_by=["attributes.start_time DESC"], max_results=MAX_RUNS)]
     parent = next((r for r in every if r["name"] == params["PARENT_RUN_NAME"]), None)
     found["parent"] = parent
     if parent is None:
