@@ -1,21 +1,28 @@
-"""The grader on Lab 06 (drift and retraining): full marks, zero, partial credit, and typical
-mistakes that each lose exactly the points of their own task.
+"""The grader on Lab 06 (drift and retraining): full marks, zero, partial credit, typical
+mistakes that each lose exactly the points of their own task, and hostile submissions that
+log copied or made-up values instead of doing the work.
 
-Every test but the first two executes the notebook (about 25-40 s each on 2 cores).
+Grading runs each notebook sandboxed on hidden inputs (a seed and a data variant the
+notebook never saw). Every slow test executes one notebook (25-40 s on 2 cores); several
+mistakes share one notebook when they touch different tasks.
 """
 
 from __future__ import annotations
+
+import json
+import textwrap
 
 import nbformat
 import numpy as np
 import pytest
 
-from autograder.checks import lab06
+from autograder import course, hidden, sandbox
 from autograder.course import LABS
-from autograder.notebook import grade_id
+from autograder.kit import lab06
+from autograder.kit.checking import EXPECTED_DIR, png_summary
+from autograder.notebook import grade_id, parameters_of
+from autograder.references import lab06 as references
 from tests.conftest import make_submission, points, solution_code
-
-pytestmark = pytest.mark.slow
 
 LAB06 = LABS["06_drift"]
 MAX = {
@@ -28,6 +35,8 @@ MAX = {
 }
 TODO_CHECK = {int(k[len("check_todo")]): k for k in MAX}
 ALL = set(TODO_CHECK)
+SEED = 12345  # the hidden inputs of the deterministic tests
+
 
 # TODO 6 done without the comparison: the challenger is registered and promoted blindly.
 PROMOTED_WITHOUT_COMPARISON = """
@@ -39,6 +48,11 @@ client.set_registered_model_alias(MODEL_NAME, "challenger", info.registered_mode
 client.set_registered_model_alias(MODEL_NAME, "champion", info.registered_model_version)
 promoted = True
 """
+
+
+def shipped() -> dict:
+    """The values a run of the solution on the course's data gives (what a student can copy)."""
+    return json.loads((EXPECTED_DIR / f"{lab06.LAB}.json").read_text(encoding="utf-8"))["expected"]
 
 
 def solved(todo: str, old: str, new: str) -> str:
@@ -53,37 +67,165 @@ def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
-def test_the_grader_psi_is_zero_on_itself_and_tells_equal_width_bins_apart() -> None:
+def only_lost(result, *todos: int) -> None:
+    assert points(result) == {**MAX, **{TODO_CHECK[n]: 0 for n in todos}}, [c.message for c in result.checks]
+
+
+# --- Fast: the references, the kit, the judgments on hand-made evidence ----------------------
+
+
+def test_the_reference_psi_is_zero_on_itself_and_tells_equal_width_bins_apart() -> None:
     rng = np.random.default_rng(0)
     reference, shifted = rng.lognormal(3, 0.5, 4000), rng.lognormal(3.1, 0.5, 1000)
-    assert lab06.psi(reference, reference, 10, 1e-4) == pytest.approx(0, abs=1e-12)
+    assert references.psi(reference, reference, 10, 1e-4) == pytest.approx(0, abs=1e-12)
     edges = np.linspace(min(reference.min(), shifted.min()), max(reference.max(), shifted.max()), 11)
     ref_share = np.clip(np.histogram(reference, edges)[0] / len(reference), 1e-4, None)
     cur_share = np.clip(np.histogram(shifted, edges)[0] / len(shifted), 1e-4, None)
     equal_width = float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
-    assert not np.isclose(lab06.psi(reference, shifted, 10, 1e-4), equal_width, rtol=lab06.PSI_RTOL)
+    assert not np.isclose(references.psi(reference, shifted, 10, 1e-4), equal_width, rtol=lab06.PSI_RTOL)
 
 
-def test_the_batches_drift_as_the_checks_expect() -> None:
-    """The facts the checks rely on (data/README.md): only feature_drift moves its inputs."""
-    from autograder import course
-
-    expected = lab06._expected_tests(str(course.MAIN_DATASET))
-    p_values = {b: [v for k, v in expected[b].items() if "_pvalue_" in k] for b in lab06.BATCHES}
+@pytest.mark.parametrize("seed", [-1, SEED], ids=["course-data", "hidden-variant"])
+def test_the_batches_drift_as_the_lab_says_on_the_course_data_and_a_hidden_variant(seed: int) -> None:
+    """The facts the lab teaches (data/README.md) hold on every input the grader uses: only
+    feature_drift moves its inputs, the detector fires only on concept_drift, near row 400,
+    and the challenger beats the champion on recent_eval."""
+    inputs = hidden.course_inputs() if seed < 0 else hidden.hidden_inputs(seed)
+    params = {**parameters_of(nbformat.read(LAB06.master, as_version=4)), **inputs.overrides({"SEED": 0})}
+    exp = references.expected(inputs.dataset, params)
+    p_values = {b: [v for k, v in exp["tests"][b].items() if "_pvalue_" in k] for b in lab06.BATCHES}
     assert min(p_values["no_drift"]) > 0.01 and min(p_values["concept_drift"]) > 0.01
-    assert max(p_values["feature_drift"]) < 1e-10
+    assert max(p_values["feature_drift"]) < params["ALPHA"]
+    assert exp["alarms"]["no_drift"] is None and exp["alarms"]["feature_drift"] is None
+    assert abs(exp["alarms"]["concept_drift"] - 400) <= params["WINDOW"]
+    assert exp["decisions"] == {"no_drift": False, "feature_drift": True, "concept_drift": True}
+    assert exp["challenger_mae"] < exp["champion_mae"]
 
 
-def test_solution_earns_full_marks(grade) -> None:
+def test_the_kit_holds_no_recipe_of_a_todo() -> None:
+    """What ships (the kit and its expected numbers) computes no test, PSI, window error,
+    change point or rule: those live in autograder/references only. (Its messages may name
+    the functions a student calls: only code is searched.)"""
+    import ast
+
+    tree = ast.parse((course.ROOT / "autograder" / "kit" / "lab06.py").read_text(encoding="utf-8"))
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)
+             for a in n.names} | {(n.module or "").split(".")[0] for n in ast.walk(tree)
+                                  if isinstance(n, ast.ImportFrom)}
+    for recipe in ("ks_2samp", "chi2_contingency", "quantile", "histogram", "log", "mean_absolute_error",
+                   "RandomForestRegressor", "scipy", "sklearn", "numpy", "np", "mean", "groupby"):
+        assert recipe not in used, recipe
+    assert not any(hasattr(lab06, name) for name in ("psi", "page_hinkley", "drifted", "retrain", "window_mae"))
+
+
+def _evidence() -> tuple[dict, dict]:
+    """The evidence of a correct submission on the course data, built from the shipped values."""
+    exp = {**lab06.expected_from_params(parameters_of(nbformat.read(LAB06.master, as_version=4))), **shipped()}
+    batches = {}
+    for batch in lab06.BATCHES:
+        tests, psi = exp["tests"][batch], exp["psi"][batch]
+        features = {
+            c: {"test": "chi2" if c == "region" else "ks", "p_value": tests[f"{'chi2' if c == 'region' else 'ks'}"
+                                                                          f"_pvalue_{c}"],
+                "psi": psi.get(f"psi_{c}"), "drifted": exp["verdicts"][batch][c]}
+            for c in [*lab06.labkit.FEATURES, "region"]
+        }
+        drifted = sorted(c for c, row in features.items() if row["drifted"])
+        alarm = exp["alarms"][batch]
+        metrics = {**tests, **psi, **({"change_point_row": alarm} if alarm is not None else {})}
+        batches[batch] = {
+            "id": batch, "name": f"drift-{batch}", "metrics": metrics, "windows": exp["windows"][batch],
+            "tags": {"drift_detected": str(bool(drifted)).lower(), "concept_drift_detected": str(alarm is not None)
+                     .lower(), "retrain": str(exp["decisions"][batch]).lower()},
+            "artifacts": [lab06.DIST_FIGURE, lab06.REPORT_FILE], "report_error": None,
+            "report": {"batch": batch, "rows": exp["rows"][batch], "alpha": exp["alpha"],
+                       "psi_threshold": exp["psi_threshold"], "features": features, "drifted_features": drifted,
+                       "drift_detected": bool(drifted)},
+            "figure": {"decodes": True, "width": 1200, "height": 600, "drawn": 0.2, "levels": 80},
+        }
+    registry = {
+        "name": exp["model_name"], "exists": True, "aliases": {"champion": 2, "challenger": 2},
+        "versions": [{"version": 1, "run": exp["initial_run"]}, {"version": 2, "run": exp["retrain_run"]}],
+        "retrain_run": {"name": exp["retrain_run"], "metrics": {"champion_mae": exp["champion_mae"],
+                                                                 "challenger_mae": exp["challenger_mae"]}},
+        "to_predict": [2, 1],
+        "predictions": {"2": {"predictions": exp["challenger_pred"]}, "1": {"predictions": exp["champion_pred"]}},
+    }
+    ev = {"batches": batches, "registry": registry}
+    ev["rules"] = references.rules(ev, exp)
+    return ev, exp
+
+
+def test_the_judgments_pass_the_right_evidence_and_catch_forged_artifacts_and_aliases() -> None:
+    ev, exp = _evidence()
+    for check_id, (_, judge) in lab06.CHECKS.items():
+        assert judge(ev, exp).passed, (check_id, judge(ev, exp).message)
+    run = ev["batches"]["feature_drift"]
+
+    # A PNG that is only a header: it does not decode, so it is no plot.
+    run["figure"] = png_summary(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert "is not a plot" in lab06.judge_report(ev, exp).message
+    run["figure"] = {"decodes": True, "width": 1200, "height": 600, "drawn": 0.0, "levels": 1}  # a blank canvas
+    assert not lab06.judge_report(ev, exp).passed
+    ev, exp = _evidence()
+
+    # A report whose numbers are not the run's own tests: made up, even if they follow the rule.
+    ev["batches"]["no_drift"]["report"]["features"]["cpu_usage"]["p_value"] = 0.5
+    assert "but the run logged ks_pvalue_cpu_usage" in lab06.judge_report(ev, exp).message
+    ev, exp = _evidence()
+
+    # A verdict against the rule, with the rest of the report consistent with it.
+    rep = ev["batches"]["no_drift"]["report"]
+    rep["features"]["cpu_usage"]["drifted"] = True
+    rep["drifted_features"], rep["drift_detected"] = ["cpu_usage"], True
+    ev["batches"]["no_drift"]["tags"]["drift_detected"] = "true"
+    ev["rules"] = references.rules(ev, exp)
+    assert "the rule (p_value < ALPHA or psi > PSI_SIGNIFICANT) gives False" in lab06.judge_report(ev, exp).message
+    ev, exp = _evidence()
+
+    # 'champion' moved to the set-up's version although the challenger is better: wrong version.
+    ev["registry"]["aliases"]["champion"] = 1
+    assert "beats the champion" in lab06.judge_retrain(ev, exp).message
+    # 'challenger' on a version that is not the retrained forest (a copy of the champion).
+    ev["registry"]["aliases"] = {"champion": 1, "challenger": 2}
+    ev["registry"]["predictions"]["2"] = {"predictions": exp["champion_pred"]}
+    assert "does not predict like a forest" in lab06.judge_retrain(ev, exp).message
+    ev, exp = _evidence()
+
+    # A decision tag set without the rule: 'retrain' on the batch where nothing moved.
+    ev["batches"]["no_drift"]["tags"]["retrain"] = "true"
+    assert "run 'drift-no_drift' has retrain=true" in lab06.judge_decision(ev, exp).message
+
+
+def test_without_a_reference_the_self_check_judges_the_form_and_the_grader_the_values() -> None:
+    ev, exp = _evidence()
+    bare = lab06.expected_from_params(parameters_of(nbformat.read(LAB06.master, as_version=4)))
+    ev.pop("rules")
+    for check_id, (_, judge) in lab06.CHECKS.items():
+        result = judge(ev, bare)
+        assert result.passed and ("grader" in result.message or check_id == "check_todo3_report"), result.message
+
+
+# --- Slow: whole notebooks, graded sandboxed on hidden inputs ------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
     result = grade(make_submission(done=ALL, lab=LAB06))
     assert points(result) == MAX, [c.message for c in result.checks]
     assert (result.score, result.max_score) == (11, 11)
     assert result.errors == []
     assert "promoted" in message(result, "check_todo6_retrain")
+    assert "match scipy" in message(result, "check_todo1_tests")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
-    result = grade(make_submission(done=set(), lab=LAB06))
+    result = grade(make_submission(done=set(), lab=LAB06), inputs=hidden.hidden_inputs(SEED))
     assert (result.score, result.max_score) == (0, 11)
     assert [c.passed for c in result.checks] == [False] * 6
     assert "stats.ks_2samp" in message(result, "check_todo1_tests")
@@ -92,56 +234,159 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert "page_hinkley()" in message(result, "check_todo4_concept")
     assert "should_retrain()" in message(result, "check_todo5_decision")
     assert "no alias 'challenger'" in message(result, "check_todo6_retrain")
-    assert sum("NotImplementedError" in e for e in result.errors) == 6
+    raised = {e.split()[0] for e in result.errors if "NotImplementedError" in e}
+    assert {f"todo{n}" for n in ALL} <= raised, result.errors
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
 def test_monitoring_and_retraining_do_not_need_the_data_drift_tasks(grade) -> None:
-    done = {4, 5, 6}
-    result = grade(make_submission(done=done, lab=LAB06))
-    expected = {TODO_CHECK[n]: (MAX[TODO_CHECK[n]] if n in done else 0) for n in TODO_CHECK}
-    assert points(result) == expected, [c.message for c in result.checks]
+    result = grade(make_submission(done={4, 5, 6}, lab=LAB06), inputs=hidden.hidden_inputs(SEED))
+    only_lost(result, 1, 2, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
 @pytest.mark.parametrize(
-    ("todo", "code", "expected"),
+    ("replace", "lost", "expected"),
     [
         (
-            "todo1",
-            solved("todo1", "for feature in labkit.FEATURES:", "for feature in [labkit.TARGET]:"),
-            "not an input feature",
+            {
+                "todo1": solved("todo1", "for feature in labkit.FEATURES:", "for feature in [labkit.TARGET]:"),
+                "todo4": solved("todo4", "cumulative += value - mean - delta", "cumulative += value - delta"),
+                "todo6": PROMOTED_WITHOUT_COMPARISON,
+            },
+            (1, 4, 6),
+            {1: "not an input feature", 4: "the change detector fired on", 6: "Compare the models before promoting"},
         ),
         (
-            "todo2",
-            solved(
-                "todo2",
-                "edges = np.quantile(reference, np.linspace(0, 1, bins + 1))",
-                "edges = np.linspace(min(np.min(reference), np.min(current)), "
-                "max(np.max(reference), np.max(current)), bins + 1)",
-            ),
-            "reference-decile bins give",
+            {
+                "todo2": solved(
+                    "todo2",
+                    "edges = np.quantile(reference, np.linspace(0, 1, bins + 1))",
+                    "edges = np.linspace(min(np.min(reference), np.min(current)), "
+                    "max(np.max(reference), np.max(current)), bins + 1)",
+                ),
+                "todo5": solved("todo5", "    if concept_drift:\n", "    if True:  # retrain, whatever the evidence\n"),
+            },
+            (2, 5),
+            {2: "reference-decile bins give", 5: "run 'drift-no_drift' has retrain=true"},
         ),
-        (
-            "todo4",
-            solved("todo4", "cumulative += value - mean - delta", "cumulative += value - delta"),
-            "the change detector fired on 'feature_drift'",
-        ),
-        (
-            "todo5",
-            solved("todo5", "    if concept_drift:\n", "    if True:  # retrain, whatever the evidence\n"),
-            "run 'drift-no_drift' has retrain=true",
-        ),
-        ("todo6", PROMOTED_WITHOUT_COMPARISON, "Compare the models before promoting"),
     ],
-    ids=[
-        "ks-on-the-target",
-        "psi-equal-width-bins",
-        "page-hinkley-without-mean",
-        "always-retrain",
-        "promotion-without-comparison",
-    ],
+    ids=["ks-on-the-target+page-hinkley-without-mean+promotion-without-comparison",
+         "psi-equal-width-bins+always-retrain"],
 )
-def test_a_typical_mistake_loses_only_its_task(grade, todo: str, code: str, expected: str) -> None:
-    result = grade(make_submission(done=ALL, replace={todo: code}, lab=LAB06))
-    check_id = TODO_CHECK[int(todo[len("todo"):])]
-    assert points(result) == {**MAX, check_id: 0}, [c.message for c in result.checks]
-    assert expected in message(result, check_id)
+def test_typical_mistakes_lose_only_their_own_tasks(grade, replace, lost, expected) -> None:
+    """Mistakes in different tasks share a notebook: each loses its task's points, and the tasks
+    built on a wrong value (the report, the decision) keep theirs."""
+    result = grade(make_submission(done=ALL, replace=replace, lab=LAB06), inputs=hidden.hidden_inputs(SEED))
+    only_lost(result, *lost)
+    for todo, text in expected.items():
+        assert text in message(result, TODO_CHECK[todo])
+
+
+def copied_constants() -> dict[str, str]:
+    """TODOs 1, 2, 4 and 6 answered with the numbers of a run on the course data, copied into
+    the notebook, instead of computing them; TODOs 3 and 5 are done as the master does."""
+    values = shipped()
+    tests, psi, windows = values["tests"], values["psi"], values["windows"]
+    maes = {"champion_mae": values["champion_mae"], "challenger_mae": values["challenger_mae"]}
+    return {
+        "todo1": textwrap.dedent(f"""
+            TESTS = {tests!r}
+            def drift_tests(reference, current):
+                name = next(n for n, b in batches.items() if b is current)
+                rows = {{}}
+                for column in labkit.FEATURES + ["region"]:
+                    kind = "chi2" if column == "region" else "ks"
+                    rows[column] = {{"test": kind, "statistic": TESTS[name][f"{{kind}}_stat_{{column}}"],
+                                    "p_value": TESTS[name][f"{{kind}}_pvalue_{{column}}"]}}
+                return pd.DataFrame.from_dict(rows, orient="index")
+
+            for name in batches:
+                with mlflow.start_run(run_id=run_ids[name]):
+                    mlflow.log_metrics(TESTS[name])
+            """),
+        "todo2": textwrap.dedent(f"""
+            PSI = {psi!r}
+            def psi(reference, current, bins=PSI_BINS, eps=PSI_EPS):
+                for name, batch in batches.items():
+                    if current.equals(batch[current.name]):
+                        return PSI[name]["psi_" + current.name]
+                return 0.0
+
+            for name in batches:
+                with mlflow.start_run(run_id=run_ids[name]):
+                    mlflow.log_metrics(PSI[name])
+            """),
+        "todo4": solved("todo4", "    errors = (data[labkit.TARGET] - model.predict(data[labkit.FEATURES])).abs()\n"
+                        "    return errors.groupby(np.arange(len(errors)) // window).mean()\n",
+                        f"    WINDOWS = {windows!r}\n"
+                        "    return next(WINDOWS[n] for n, b in batches.items() if b is data)\n"),
+        "todo6": textwrap.dedent(f"""
+            mlflow.end_run()
+            training_data = pd.concat([reference, recent_train])
+            with mlflow.start_run(run_name=RETRAIN_RUN):
+                info = log_and_register(train_model(training_data), training_data)
+                client.set_registered_model_alias(MODEL_NAME, "challenger", info.registered_model_version)
+                mlflow.log_metrics({maes!r})
+            client.set_registered_model_alias(MODEL_NAME, "champion", info.registered_model_version)
+            promoted = True
+            """),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+def test_numbers_copied_from_a_run_on_the_course_data_earn_nothing_on_hidden_inputs(grade) -> None:
+    result = grade(make_submission(done=ALL, replace=copied_constants(), lab=LAB06), inputs=hidden.hidden_inputs(SEED))
+    # The self-checks passed in the notebook (no reference for hidden inputs there): the
+    # trusted judgments on the grader's own values take the points away.
+    assert result.errors == [], result.errors
+    only_lost(result, 1, 2, 4, 6)
+    assert "but scipy gives" in message(result, "check_todo1_tests")
+    assert "reference-decile bins give" in message(result, "check_todo2_psi")
+    assert "window_mae values" in message(result, "check_todo4_concept")
+    assert "score champion_mae=" in message(result, "check_todo6_retrain")
+
+
+# TODO 3 faked: a report that follows the rule with made-up numbers, the tag that goes with
+# it, and a PNG that is only a header. TODO 6 faked: the comparison's MAEs made up.
+FAKE_REPORT = """
+def log_drift_report(name, current):
+    features = {column: {"test": "ks", "statistic": 0.01, "p_value": 0.5, "psi": 0.01, "drifted": False}
+                for column in labkit.FEATURES}
+    features["region"] = {"test": "chi2", "statistic": 1.0, "p_value": 0.5, "psi": None, "drifted": False}
+    report = {"batch": name, "rows": len(current), "alpha": ALPHA, "psi_threshold": PSI_SIGNIFICANT,
+              "features": features, "drifted_features": [], "drift_detected": False}
+    with open("distributions.png", "wb") as f:
+        f.write(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(64))
+    with mlflow.start_run(run_id=run_ids[name]):
+        mlflow.set_tag("drift_detected", "false")
+        mlflow.log_dict(report, "drift_report.json")
+        mlflow.log_artifact("distributions.png")
+    return report
+
+
+reports = {name: log_drift_report(name, current) for name, current in batches.items()}
+"""
+FAKE_COMPARISON = """
+mlflow.end_run()
+training_data = pd.concat([reference, recent_train])
+with mlflow.start_run(run_name=RETRAIN_RUN):
+    info = log_and_register(train_model(training_data), training_data)
+    client.set_registered_model_alias(MODEL_NAME, "challenger", info.registered_model_version)
+    mlflow.log_metrics({"champion_mae": 250.0, "challenger_mae": 20.0})
+client.set_registered_model_alias(MODEL_NAME, "champion", info.registered_model_version)
+promoted = True
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+def test_a_made_up_report_and_made_up_maes_lose_their_tasks(grade) -> None:
+    result = grade(make_submission(done=ALL, replace={"todo3": FAKE_REPORT, "todo6": FAKE_COMPARISON}, lab=LAB06),
+                   inputs=hidden.hidden_inputs(SEED))
+    only_lost(result, 3, 6)
+    assert "but the run logged ks_pvalue_" in message(result, "check_todo3_report")
+    assert "score champion_mae=" in message(result, "check_todo6_retrain")
