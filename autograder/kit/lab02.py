@@ -130,7 +130,7 @@ MESSAGES = {
         "mlflow.set_tag('sweep', PARENT_RUN_NAME)."
     ),
     "child_no_metrics": (
-        "child run '{run}' has no metrics. Log what evaluate() returns with mlflow.log_metrics(metrics)."
+        "child run '{run}' has no metrics. Log the dict that evaluate() returns with mlflow.log_metrics(...)."
     ),
     "child_other_keys": (
         "child run '{run}' has metric(s) {found}, but evaluate() returned {expected} in the trial run. "

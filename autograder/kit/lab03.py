@@ -147,7 +147,7 @@ MESSAGES = {
     "no_parent": "no run named '{parent}' in experiment '{experiment}'. Run the cells above TODO 1.",
     "no_figure": (
         "run '{parent}' has no artifact '{figure}'; found: {found}. Log it into the parent run, "
-        "reopened with mlflow.start_run(run_id=parent_id), using mlflow.log_figure(fig, '{figure}')."
+        "reopened with mlflow.start_run(run_id=...), using mlflow.log_figure(..., '{figure}')."
     ),
     "not_png": "artifact '{figure}' is not a PNG image; log the matplotlib figure with mlflow.log_figure.",
     "not_a_plot": (
