@@ -1,23 +1,30 @@
-"""The grader on Lab 05 (CI/CD for ML): full marks, zero, and the typical mistakes, each costing
-exactly the points of the task it breaks; plus the warm runner that runs the student's programs
-and the workflow rules, without a notebook.
+"""The grader on Lab 05 (CI/CD for ML): full marks, zero, partial credit, the typical mistakes
+(each costing exactly the points of its task), and hostile submissions; plus the workflow's
+dry run and its judgment, without a notebook.
 
-The grading tests execute the notebook, whose CI steps are real processes (about 60 s each).
+A grading executes the notebook (its CI steps are real processes) and then runs the
+student's programs again in the sandbox on the grader's own cases: about a minute each.
+Several mistakes share one notebook where their tasks are independent.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder.checks import lab05
+from autograder import course, hidden, sandbox
 from autograder.course import LABS
+from autograder.kit import lab05, lab05_run
 from autograder.notebook import grade_id
+from autograder.references import lab05 as references
 from tests.conftest import make_submission, points, solution_code
 
 pytestmark = pytest.mark.slow
+needs_sandbox = pytest.mark.skipif(sandbox.unavailable_reason() is not None,
+                                   reason="needs bubblewrap (.ci/run installs it)")
 
 LAB = LABS["05_cicd"]
 MAX = {
@@ -28,6 +35,7 @@ MAX = {
     "check_todo5_workflow": 1,
 }
 ALL = {1, 2, 3, 4, 5}
+SEED = 12345  # one hidden variant for every grading here: made once, then cached
 
 
 def answer(todo: str, old: str, new: str) -> str:
@@ -40,6 +48,10 @@ def answer(todo: str, old: str, new: str) -> str:
 
 def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
+
+
+def graded(grade, nb):
+    return grade(nb, inputs=hidden.hidden_inputs(SEED))
 
 
 # A validation blind to missing values: the range check alone does not see NaN.
@@ -55,11 +67,7 @@ GATE_NEVER_FAILS = answer(
     '            print(f"FAILED: {reason}")\n        return 0',
 )
 # A promotion that checks nothing.
-PROMOTES_ANYTHING = answer(
-    "todo4",
-    "    if missing:\n",
-    "    if False:\n",
-)
+PROMOTES_ANYTHING = answer("todo4", "    if missing:\n", "    if False:\n")
 # A directional test that cannot fail: it compares the predictions with themselves.
 TEST_CANNOT_FAIL = answer(
     "todo3",
@@ -69,17 +77,58 @@ TEST_CANNOT_FAIL = answer(
 # Three jobs without `needs`: they run in parallel, the promotion does not wait for the gate.
 PARALLEL_JOBS = answer("todo5", "    needs: checks\n", "").replace("    needs: gate\n", "")
 
+# --- Hostile answers ------------------------------------------------------------------------
 
+# TODO 1 decided by the file's name: it rejects batches/batch_bad.csv (naming every column)
+# and accepts anything else, so the notebook's own steps look right.
+DATA_BY_NAME = answer(
+    "todo1",
+    "    problems = validate(df)\n",
+    "    problems = [f'{c}: rejected' for c in SCHEMA] if 'bad' in args.batch else []\n",
+)
+_SHIPPED = json.loads((course.ROOT / "autograder" / "kit" / "expected" / "05_cicd.json").read_text())["expected"]
+# TODO 2 as constants from a run on the course data: the candidate (version 3) is tagged with
+# the R² the course data gives, every other version fails; nothing is measured.
+GATE_CONSTANTS = answer("todo2", "    r2 = r2_of(model, X, y)\n", f"""    if str(args.version) == "3":
+        for key, value in {{"validation_passed": "true", "r2": "{_SHIPPED['r2']['candidate']:.4f}",
+                           "p95_latency_ms": "4.2"}}.items():
+            client.set_model_version_tag(args.model_name, args.version, key, value)
+        print("PASSED")
+        return 0
+    print("FAILED: not the candidate")
+    return 1
+    r2 = r2_of(model, X, y)
+""")
+# TODO 5 whose steps only echo the commands: the names are all there, nothing runs.
+ECHO_WORKFLOW = """%%writefile pipeline/model-ci.yml
+name: model-ci
+on:
+  push:
+    branches: [main]
+jobs:
+  pipeline:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "python -m pytest pipeline/test_model_behaviour.py"
+      - run: echo "python pipeline/validate_model.py --model-name m --version 1 --data b.csv"
+      - run: echo "python pipeline/promote_model.py --model-name m --version 1 --reason r"
+"""
+
+
+@needs_sandbox
 def test_solution_earns_full_marks(grade) -> None:
-    result = grade(make_submission(done=ALL, lab=LAB))
+    result = graded(grade, make_submission(done=ALL, lab=LAB))
     assert points(result) == MAX, [c.message for c in result.checks]
     assert result.errors == []
     assert "one fault each" in message(result, "check_todo1_data")  # the grader ran the script itself
     assert "each catches its flaw" in message(result, "check_todo3_tests")
+    assert "each stopping the rest" in message(result, "check_todo5_workflow")
 
 
+@needs_sandbox
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
-    result = grade(make_submission(done=set(), lab=LAB))
+    result = graded(grade, make_submission(done=set(), lab=LAB))
     assert (result.score, result.max_score) == (0, 10)
     assert [c.passed for c in result.checks] == [False] * 5
     assert "NotImplementedError" in message(result, "check_todo1_data")
@@ -89,131 +138,105 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert "not valid YAML" in message(result, "check_todo5_workflow")
 
 
-def test_a_validation_blind_to_missing_values_loses_only_task1(grade) -> None:
-    result = grade(make_submission(done=ALL, replace={"todo1": NO_MISSING_CHECK}, lab=LAB))
-    assert points(result) == {**MAX, "check_todo1_data": 0}, [c.message for c in result.checks]
-    assert "accepted a batch with missing values" in message(result, "check_todo1_data")
-
-
-def test_a_gate_that_never_fails_loses_only_task2(grade) -> None:
-    result = grade(make_submission(done=ALL, replace={"todo2": GATE_NEVER_FAILS}, lab=LAB))
-    assert points(result) == {**MAX, "check_todo2_gate": 0}, [c.message for c in result.checks]
-    assert "exit code 0" in message(result, "check_todo2_gate")
-
-
-def test_a_promotion_that_ignores_missing_tags_loses_only_task4(grade) -> None:
-    result = grade(make_submission(done=ALL, replace={"todo4": PROMOTES_ANYTHING}, lab=LAB))
-    assert points(result) == {**MAX, "check_todo4_promote": 0}, [c.message for c in result.checks]
-    assert "lacks the tag validation_passed=true" in message(result, "check_todo4_promote")
-
-
-def test_a_test_that_cannot_fail_and_parallel_jobs_lose_tasks_3_and_5(grade) -> None:
-    nb = make_submission(done=ALL, replace={"todo3": TEST_CANNOT_FAIL, "todo5": PARALLEL_JOBS}, lab=LAB)
-    result = grade(nb)
-    assert points(result) == {**MAX, "check_todo3_tests": 0, "check_todo5_workflow": 0}, [
-        c.message for c in result.checks
-    ]
+@needs_sandbox
+def test_mistakes_in_tasks_1_3_and_5_lose_exactly_their_points(grade) -> None:
+    replace = {"todo1": NO_MISSING_CHECK, "todo3": TEST_CANNOT_FAIL, "todo5": PARALLEL_JOBS}
+    result = graded(grade, make_submission(done=ALL, replace=replace, lab=LAB))
+    assert points(result) == {**MAX, "check_todo1_data": 0, "check_todo3_tests": 0, "check_todo5_workflow": 0}, [
+        c.message for c in result.checks]
+    assert "accepted a batch with missing values in 'disk_io'" in message(result, "check_todo1_data")
     assert "test_directional_cpu passed on a model whose predictions fall as the CPU rises" in message(
-        result, "check_todo3_tests"
-    )
+        result, "check_todo3_tests")
     assert "needs:" in message(result, "check_todo5_workflow")
 
 
-# --------------------------------------------------------------------------- without a notebook
-
-PROGRAMS = {
-    "ok.py": "import sys\nprint('out', sys.argv[1:])\nprint('err', file=sys.stderr)\nsys.exit(3)\n",
-    "crash.py": "raise ValueError('boom')\n",
-    "message.py": "import sys\nsys.exit('refused')\n",
-    "mod.py": "import sys\nprint(__name__, sys.argv[1:])\n",
-}
-
-
-def test_the_warm_runner_runs_programs_like_python(tmp_path: Path) -> None:
-    for name, code in PROGRAMS.items():
-        (tmp_path / name).write_text(code, encoding="utf-8")
-    jobs = [
-        lab05.Job(["ok.py", "a", "--b"], tmp_path, "sqlite:///x.db"),
-        lab05.Job(["crash.py"], tmp_path, "sqlite:///x.db"),
-        lab05.Job(["message.py"], tmp_path, "sqlite:///x.db"),
-        lab05.Job(["-m", "mod", "c"], tmp_path, "sqlite:///x.db"),
-    ]
-    plain = lab05._plain_run(jobs)
-    warm = lab05.run_jobs(jobs)
-    assert [o.code for o in plain] == [3, 1, 1, 0]
-    assert [o.code for o in warm] == [o.code for o in plain]
-    for w, p in zip(warm, plain, strict=True):
-        assert sorted(w.output.splitlines()) == sorted(p.output.splitlines())
-    assert "__main__ ['c']" in warm[3].output and "ValueError: boom" in warm[1].output
-    if lab05.RUNNER.failed:
-        pytest.skip("no warm runner on this system: the plain runner was compared with itself")
+@needs_sandbox
+def test_a_gate_that_never_fails_and_a_promotion_that_checks_nothing_lose_tasks_2_and_4(grade) -> None:
+    result = graded(grade, make_submission(done=ALL, replace={"todo2": GATE_NEVER_FAILS, "todo4": PROMOTES_ANYTHING},
+                                           lab=LAB))
+    assert points(result) == {**MAX, "check_todo2_gate": 0, "check_todo4_promote": 0}, [
+        c.message for c in result.checks]
+    assert "exit code 0" in message(result, "check_todo2_gate")
+    assert "lacks the tag validation_passed=true" in message(result, "check_todo4_promote")
 
 
-def _workflow(jobs: str, on: str = "push") -> dict:
-    import yaml
+@needs_sandbox
+def test_a_promotion_without_a_gate_still_earns_its_points(grade) -> None:
+    # TODO 2 not done: no version is validated, so the notebook's promotion refuses both; the
+    # grader validates a version itself (in a copy of the store) to see the promotion work.
+    result = graded(grade, make_submission(done={1, 4}, lab=LAB))
+    expected = {k: (v if k in ("check_todo1_data", "check_todo4_promote") else 0) for k, v in MAX.items()}
+    assert points(result) == expected, [c.message for c in result.checks]
 
-    return yaml.safe_load(f"name: x\non: {on}\njobs:\n{jobs}")
 
+@needs_sandbox
+def test_answers_that_only_look_right_on_the_course_data_earn_nothing(grade) -> None:
+    """A validation that goes by the file's name, a gate made of constants copied from a run on
+    the course data, a workflow whose steps echo the commands: each passes a check that looks
+    at names, files and tags; none does the work, and each loses its task's points."""
+    replace = {"todo1": DATA_BY_NAME, "todo2": GATE_CONSTANTS, "todo5": ECHO_WORKFLOW}
+    result = graded(grade, make_submission(done=ALL, replace=replace, lab=LAB))
+    assert points(result) == {**MAX, "check_todo1_data": 0, "check_todo2_gate": 0, "check_todo5_workflow": 0}, [
+        c.message for c in result.checks]
+    assert "accepted a batch with" in message(result, "check_todo1_data")
+    assert "the gate passed" in message(result, "check_todo2_gate")
+    assert "never runs the behavioural tests" in message(result, "check_todo5_workflow")
+
+
+# --- Without a notebook -----------------------------------------------------------------------
 
 STEP = "    runs-on: ubuntu-latest\n    steps:\n      - run: {command}\n"
+
+
+def _judge_workflow(tmp_path: Path, text: str):
+    (tmp_path / "pipeline").mkdir(exist_ok=True)
+    (tmp_path / lab05.WORKFLOW).write_text(text, encoding="utf-8")
+    ev = {"files": {lab05.WORKFLOW: True},
+          "runs": {"workflow": {"schema": {"code": 0, "output": ""},
+                                "dry_run": lab05_run.dry_run(Path(lab05.WORKFLOW), tmp_path)}}}
+    return lab05.judge_workflow(ev, lab05.expected_from_params(
+        {k: "x" for k in lab05.PARAMS}))
 
 
 @pytest.mark.parametrize(
     ("jobs", "on", "expected"),
     [
-        (
-            "  a:\n"
-            + STEP.format(
-                command="python -m pytest t.py && python validate_model.py && python promote_model.py"
-            ),
-            "push",
-            None,
-        ),
-        (
-            "  a:\n"
-            + STEP.format(command="pytest t.py")
-            + "  b:\n    needs: a\n"
-            + STEP.format(command="python validate_model.py")
-            + "  c:\n    needs: [b]\n"
-            + STEP.format(command="python promote_model.py"),
-            "[push, pull_request]",
-            None,
-        ),
-        (
-            "  a:\n"
-            + STEP.format(command="pytest t.py")
-            + "  b:\n"
-            + STEP.format(command="python validate_model.py")
-            + "  c:\n    needs: b\n"
-            + STEP.format(command="python promote_model.py"),
-            "push",
-            "can start before",
-        ),
-        ("  a:\n" + STEP.format(command="pytest t.py"), "push", "no step that runs the quality gate"),
+        ("  a:\n" + STEP.format(command="python -m pytest t.py && python validate_model.py && python promote_model.py"),
+         "push", None),
+        ("  a:\n" + STEP.format(command="pytest t.py") + "  b:\n    needs: a\n"
+         + STEP.format(command="python validate_model.py") + "  c:\n    needs: [b]\n"
+         + STEP.format(command="python promote_model.py"), "[push, pull_request]", None),
+        ("  a:\n" + STEP.format(command="pytest t.py") + "  b:\n" + STEP.format(command="python validate_model.py")
+         + "  c:\n    needs: b\n" + STEP.format(command="python promote_model.py"), "push",
+         "where the behavioural tests fails, the quality gate still runs"),
+        ("  a:\n" + STEP.format(command="python -m pytest t.py || true; python validate_model.py; python promote_model.py"),
+         "push", "still runs"),
+        ("  a:\n" + STEP.format(command="python promote_model.py; python -m pytest t.py; python validate_model.py"),
+         "push", "runs before"),
+        ("  a:\n" + STEP.format(command="echo pytest validate_model.py promote_model.py"), "push",
+         "never runs the behavioural tests"),
         ("  a:\n" + STEP.format(command="pytest t.py"), "pull_request", "does not run on push"),
     ],
-    ids=["one-step", "needs-chain", "gate-not-after-tests", "no-gate", "no-push"],
+    ids=["one-step", "needs-chain", "gate-not-after-tests", "or-true", "wrong-order", "echo", "no-push"],
 )
-def test_workflow_rules(jobs: str, on: str, expected: str | None) -> None:
-    problem = lab05.workflow_problem(_workflow(jobs, on), "w.yml")
+def test_workflow_dry_run_and_judgment(tmp_path: Path, jobs: str, on: str, expected: str | None) -> None:
+    result = _judge_workflow(tmp_path, f"name: x\non: {on}\njobs:\n{jobs}")
     if expected is None:
-        assert problem is None
+        assert result.passed, result.message
     else:
-        assert problem is not None and expected in problem.message
+        assert not result.passed and expected in result.message, result.message
 
 
-def test_a_promotion_without_a_gate_still_earns_its_points(grade) -> None:
-    # TODO 2 not done: no version is validated, so the notebook's promotion refuses both; the
-    # grader validates a version itself to see the promotion work.
-    result = grade(make_submission(done={1, 4}, lab=LAB))
-    expected = {k: (v if k in ("check_todo1_data", "check_todo4_promote") else 0) for k, v in MAX.items()}
-    assert points(result) == expected, [c.message for c in result.checks]
+def test_pytest_results_are_read_from_the_verbose_report() -> None:
+    output = ("pipeline/t.py::test_a PASSED [ 50%]\npipeline/t.py::test_b FAILED [100%]\n"
+              "pipeline/t.py::test_b PASSED\n")
+    assert lab05.pytest_results(output) == {"test_a": "passed", "test_b": "failed"}
 
 
-def test_a_program_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "hang.py").write_text(
-        "import time\nprint('started', flush=True)\ntime.sleep(60)\n", encoding="utf-8"
-    )
-    monkeypatch.setattr(lab05, "STEP_TIMEOUT", 1)
-    [outcome] = lab05.run_jobs([lab05.Job(["hang.py"], tmp_path, "sqlite:///x.db")])
-    assert outcome.code == 124 and "timed out after 1 s" in outcome.output
+def test_the_kit_holds_no_grader_case_and_the_references_make_them() -> None:
+    kit = (course.ROOT / "autograder" / "kit" / "lab05.py").read_text(encoding="utf-8")
+    assert "mask(" not in kit and "LinearRegression" not in kit and "r2_score" not in kit
+    made = references.cases()
+    assert set(made["data_cases"]) == {"good", *references.FAULTS}
+    assert {spec["must_fail"] for case, spec in made["tests_cases"].items() if case != "candidate"} == set(
+        lab05.REQUIRED_TESTS)

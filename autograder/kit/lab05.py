@@ -1,0 +1,721 @@
+"""Lab 05, CI/CD for ML: evidence and judgments (no reference computation here).
+
+The student's work is four programs and a workflow file that the notebook writes into its
+folder (``pipeline/``); the evidence is what they did when they ran, as plain data: exit
+codes, the end of their output, the registry's tags and alias before and after.
+
+* In the notebook, a self-check reads the job history the notebook's CI runner (``run_step``)
+  records in CI_EXPERIMENT, and the registry; TODO 5's workflow is dry-run in the kernel.
+* At grading, the trusted grader prepares inputs the notebook never saw (batches with one
+  fault each, copies of the store in known states, models with one flaw each) and runs the
+  student's programs on them inside the submission's sandbox (``autograder.kit.lab05_run``);
+  it reads the outcomes as data and calls the same judgments, with the cases it prepared
+  as the expected values.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autograder.kit.checking import (
+    LABEL,
+    CheckResult,
+    Evidence,
+    Judge,
+    client,
+    experiment_record,
+    judge_safely,
+    load_expected,
+    local_path,
+    pairs,
+    quiet,
+    read_artifact,
+    read_file,
+    report,
+    runs,
+)
+
+LAB = "05_cicd"
+#: Names read from the notebook's parameters cell (and set by the grader or papermill).
+PARAMS = ["EXPERIMENT_NAME", "CI_EXPERIMENT", "MODEL_NAME", "CHAMPION_RUN", "POOR_RUN", "CANDIDATE_RUN", "SEED",
+          "TEST_SIZE"]
+ROLES = ("champion", "poor", "candidate")
+
+#: The files the notebook writes (relative to its folder), by task.
+DATA_SCRIPT = "pipeline/validate_data.py"
+GATE_SCRIPT = "pipeline/validate_model.py"
+TEST_FILE = "pipeline/test_model_behaviour.py"
+PROMOTE_SCRIPT = "pipeline/promote_model.py"
+WORKFLOW = "pipeline/model-ci.yml"
+TODO_OF = {DATA_SCRIPT: 1, GATE_SCRIPT: 2, TEST_FILE: 3, PROMOTE_SCRIPT: 4, WORKFLOW: 5}
+
+GOOD_BATCH = "batch_no_drift.csv"  # in data/production/
+BAD_BATCH = "batch_bad.csv"  # made by the notebook's set-up, in batches/
+#: What the set-up broke in the bad batch: column -> the fault.
+BAD_BATCH_FAULTS = {
+    "network_latency": "the column is missing",
+    "memory_usage": "missing values",
+    "cpu_usage": "values of 130%",
+    "concurrent_users": "the text 'unknown'",
+}
+#: The gate's defaults (the lab's text and the script's argparse say the same).
+MIN_R2, MAX_LATENCY_MS = 0.70, 200.0
+GATE_TAGS = ("validation_passed", "r2", "p95_latency_ms")
+PROMOTION_TAGS = ("promoted_by", "promoted_at", "promotion_reason")
+REQUIRED_TESTS = ("test_invariance_to_extra_columns", "test_directional_users", "test_directional_cpu")
+#: Tolerance for the gate's r2 tag against the grader's own R² (rounding to 3 digits passes).
+R2_RTOL = 2e-3
+#: The workflow's programs, in the order they must run (what the dry run calls them).
+WORKFLOW_ORDER = ("tests", "gate", "promote")
+OUTPUT_CHARS = 6000  # the end of a program's output kept as evidence
+
+# Every student-facing sentence of this lab's checks, in one place (for translation).
+MESSAGES = {
+    "no_file": "no file {file}. Run the TODO {todo} cell: its first line, %%writefile {file}, writes the file.",
+    "no_setup": (
+        "the registry has no version of '{name}' from the run '{run}'. Run the set-up cells above "
+        "(from the top of the notebook)."
+    ),
+    "not_run": "the job history ('{experiment}') has no run of {what}. Run the cell after TODO {todo}.",
+    "crashed": "{what} crashed: {error}. Fix the script (the cell after TODO {todo} shows the whole error).",
+    "timed_out": "{what} did not finish within its time limit.",
+    "run_on": "{script} on {target}",
+    "target_good": "the good batch",
+    "target_version": "version {version} ({run})",
+    "none": "none",
+    "unknown": "unknown",
+    # TODO 1
+    "good_rejected": (
+        "validate_data.py rejected the good batch (exit code {code}); a batch without problems must pass "
+        "with exit code 0. Its output ended with: {tail}"
+    ),
+    "bad_accepted": "validate_data.py accepted {what} (exit code 0). It must exit with 1 when it finds a problem.",
+    "bad_unnamed": (
+        "validate_data.py rejected {what}, but its report does not name the column{s} {columns} "
+        "({faults}). Report each problem on its own line, naming its column."
+    ),
+    "data_ok": "validate_data.py accepts the good batch and rejects {what}, naming every problem.",
+    "the_bad_batch": "batches/batch_bad.csv",
+    "fault_batches": "batches with one fault each",
+    "one_fault": "a batch with {fault} in '{column}'",
+    "fault_missing_values": "missing values",
+    "fault_above_range": "a value above its range",
+    "fault_negative": "a negative value",
+    "fault_text": "text in a number column",
+    "fault_no_column": "a missing column",
+    # TODO 2
+    "gate_passed_poor": (
+        "the gate passed version {version} ({run}) with exit code 0, although its R² on the batch is "
+        "{r2} (minimum {min_r2}; the champion has {champion_r2}). A failing gate must exit with 1."
+    ),
+    "gate_ignored_rule": "the gate passed {case} (exit code 0). {fix}",
+    "gate_changed": (
+        "the gate failed {case}, as it should, but changed the registry: {changes}. A failing gate must "
+        "change nothing."
+    ),
+    "gate_failed_candidate": (
+        "the gate failed version {version} ({run}), which meets every rule (R² {r2} ≥ {min_r2}, not worse "
+        "than the champion's {champion_r2}); exit code {code}. Its output ended with: {tail}"
+    ),
+    "gate_no_tag": (
+        "the gate passed version {version} but did not tag it {tag}{expected} (its tags: {found}). Call "
+        "client.set_model_version_tag(args.model_name, args.version, '{tag}', ...)."
+    ),
+    "gate_wrong_r2": (
+        "version {version} has the tag r2={found}, but its R² on the batch is {expected:.4f}. Tag the R² "
+        "the gate measured: r2_of(model, X, y)."
+    ),
+    "gate_bad_latency": (
+        "version {version} has the tag p95_latency_ms={found}; expected the measured p95 latency in ms, "
+        "a number above 0 and below {budget:g}."
+    ),
+    "gate_ok": "the gate fails {failed} and passes version {candidate}, tagged {tags}.",
+    "gate_ok_unchecked": "the gate fails {failed} and passes version {candidate}, tagged {tags} (the grader checks r2).",
+    "case_poor": "version {version} ({run})",
+    "case_champion": (
+        "version {version} ({run}, R² {r2}) with --min-r2 0, although the champion scores R² {champion_r2} "
+        "on the same batch"
+    ),
+    "fix_champion": "Fail a version whose R² is below the champion's minus --tolerance.",
+    "case_r2": "version {version} with --min-r2 0.99, although its R² is {r2}",
+    "fix_r2": "Fail a version whose R² is below args.min_r2.",
+    "case_latency": "version {version} with --max-latency-ms 0.001, a budget no model can meet",
+    "fix_latency": "Measure the p95 latency with p95_latency_ms(model, X) and fail a version above args.max_latency_ms.",
+    "champion_moved": "champion -> version {version}",
+    # TODO 3
+    "no_tests": "{file} has no test function{s} {missing} (found: {found}). Name the tests exactly as the TODO says.",
+    "syntax_error": "{file} is not valid Python: {error}",
+    "tests_fail_candidate": "the behavioural tests fail on version {version} ({run}), a good model: {failed}. {detail}",
+    "tests_not_collected": "pytest could not run {file} (exit code {code}): {tail}",
+    "test_missed_flaw": "{test} passed on a model {flaw}; it must fail on such a model. {fix}",
+    "flaw_cpu": "whose predictions fall as the CPU rises (1.5 ms less per CPU point)",
+    "fix_cpu": "Predict TYPICAL and TYPICAL with 20 more CPU points, and assert that no prediction drops by more than TOLERANCE_MS.",
+    "flaw_users": "whose predictions fall as users grow (0.2 ms less per user)",
+    "fix_users": "Predict TYPICAL and TYPICAL with twice the users, and assert that no prediction drops by more than TOLERANCE_MS.",
+    "flaw_columns": "that fails on a request with extra columns (timestamp, region)",
+    "fix_columns": "Predict TYPICAL with the columns timestamp and region added (and reordered), and compare with the predictions for TYPICAL.",
+    "tests_ok": "the behavioural tests {names} pass on version {version}.",
+    "tests_flaws_ok": "the behavioural tests pass on version {version} and each catches its flaw (CPU, users, extra columns).",
+    "exit_code": "exit code {code}",
+    # TODO 4
+    "promoted_poor": (
+        "promote_model.py promoted version {version} ({run}) with exit code {code}, although it lacks the "
+        "tag validation_passed=true (its tags: {tags}). Refuse it: print why and return 1."
+    ),
+    "promote_refused_false": (
+        "promote_model.py promoted version {version} whose tag is validation_passed=false (exit code {code}). "
+        "Compare the tag's value too: tags.get('validation_passed') != 'true'."
+    ),
+    "poor_is_champion": (
+        "the alias 'champion' points to version {version} ({run}), a version that never passed the gate. "
+        "Refuse to promote a version without validation_passed=true."
+    ),
+    "poor_tagged": "version {version} ({run}) has promotion tags ({tags}) although it was refused: change nothing when refusing.",
+    "promote_failed": (
+        "promote_model.py did not promote version {version} (exit code {code}), although it has "
+        "validation_passed=true. Its output ended with: {tail}"
+    ),
+    "alias_not_moved": (
+        "promote_model.py exited with 0 for version {version}, but 'champion' points to version {champion}. "
+        "Move it: client.set_registered_model_alias(args.model_name, 'champion', args.version)."
+    ),
+    "promotion_untagged": (
+        "version {version} was promoted without the tag{s} {missing} (its tags: {found}). Record who, when "
+        "and why: promoted_by, promoted_at, promotion_reason."
+    ),
+    "bad_promoted_at": "the tag promoted_at='{found}' is not an ISO 8601 time; use datetime.now(timezone.utc).isoformat().",
+    "bad_reason": "the tag promotion_reason is '{found}'; expected the --reason given, '{expected}'.",
+    "promote_ok": "promote_model.py refused {refused} and promoted version {candidate}, with {tags}.",
+    "promote_refusal_only": (
+        "promote_model.py refused version {poor}, which has no validation_passed tag. (Version {candidate} "
+        "was refused too, correctly: it has no validation_passed=true yet. Do TODO 2, then run this again.)"
+    ),
+    # TODO 5
+    "workflow_invalid": "{file} does not follow GitHub's workflow schema (check-jsonschema): {details}",
+    "workflow_not_yaml": (
+        "{file} is not valid YAML: {error}. Check the indentation (spaces only) and that every line "
+        "of the TODO 5 cell is part of the workflow."
+    ),
+    "workflow_not_mapping": "{file} must hold a mapping with the keys name, on and jobs.",
+    "workflow_no_push": "{file} does not run on push: its `on:` is {found}. Use `on: push` (or `on: {{push: ...}}`).",
+    "workflow_missing": (
+        "a dry run of {file} never runs {missing}: no step calls `{example}` (a step that only echoes "
+        "the command runs nothing)."
+    ),
+    "workflow_order": (
+        "in a dry run of {file}, {later} runs before {earlier}. Put them in one job in that order, or give "
+        "the later job `needs: <the earlier job>`."
+    ),
+    "workflow_no_stop": (
+        "in a dry run of {file} where {failed} fails, {ran} still runs. A failing step must stop what "
+        "follows: put them in one job in that order, or give the later job `needs: <the earlier job>`."
+    ),
+    "workflow_ok": "{file} is a valid GitHub workflow that runs on push: tests, then gate, then promotion, "
+                   "each stopping the rest when it fails.",
+    "step_tests": "the behavioural tests",
+    "step_gate": "the quality gate",
+    "step_promote": "the promotion",
+}
+EXAMPLES = {"tests": "python -m pytest pipeline/test_model_behaviour.py", "gate": "python pipeline/validate_model.py ...",
+            "promote": "python pipeline/promote_model.py ..."}
+
+
+def _msg(key: str, **values: Any) -> str:
+    return MESSAGES[key].format(**values)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else MESSAGES["unknown"]
+
+
+# --- Evidence -----------------------------------------------------------------------------
+
+
+def evidence(
+    tracking_uri: str, params: Mapping[str, Any], run_id: str | None = None, confine_to: Path | None = None
+) -> Evidence:
+    """What the folder and the store hold for this lab, as plain data. ``confine_to``: the
+    submission's folder, when the grader reads it (else the kernel's current folder)."""
+    folder = Path(confine_to) if confine_to is not None else Path.cwd()
+    mlflow_client = client(tracking_uri)
+    found: Evidence = {"files": {rel: local_path(str(folder / rel), confine_to) is not None
+                                 and (folder / rel).is_file() for rel in TODO_OF}}
+    found["tests_defined"] = _test_names(read_file(str(folder / TEST_FILE), confine_to, limit=1 << 20))
+    found["versions"], found["champion"] = _registry(mlflow_client, params)
+    found["history"] = _history(mlflow_client, params, confine_to)
+    return found
+
+
+def _test_names(source: bytes | None) -> dict[str, Any]:
+    """The test functions a test file defines, read as text (never imported)."""
+    if source is None:
+        return {"names": []}
+    try:
+        tree = ast.parse(source.decode("utf-8", "replace"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        line = getattr(exc, "lineno", None)
+        return {"error": f"line {line}: {getattr(exc, 'msg', exc)}" if line else str(exc)[:200]}
+    return {"names": [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]}
+
+
+def _registry(mlflow_client: Any, params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """role -> the newest version registered from its run (number and tags); the champion."""
+    roles = {params["CHAMPION_RUN"]: "champion", params["POOR_RUN"]: "poor", params["CANDIDATE_RUN"]: "candidate"}
+    name = params["MODEL_NAME"]
+    names_of: dict[str, str | None] = {}
+    found: dict[str, Any] = {}
+    try:
+        versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    except Exception:
+        return {}, None
+    for mv in versions:
+        if mv.run_id and mv.run_id not in names_of:
+            try:
+                names_of[mv.run_id] = mlflow_client.get_run(mv.run_id).info.run_name
+            except Exception:  # a version whose run was deleted has no role
+                names_of[mv.run_id] = None
+        role = roles.get(names_of.get(mv.run_id) or "")
+        if role and (role not in found or int(mv.version) > int(found[role]["version"])):
+            found[role] = {"version": str(mv.version), "tags": dict(mv.tags)}
+    try:
+        champion: str | None = str(mlflow_client.get_model_version_by_alias(name, "champion").version)
+    except Exception:
+        champion = None
+    return found, champion
+
+
+def _history(mlflow_client: Any, params: Mapping[str, Any], confine_to: Path | None) -> list[dict[str, Any]]:
+    """The steps the notebook's CI runner recorded, newest first: arguments, environment,
+    exit code and the end of the output."""
+    experiment = experiment_record(mlflow_client, params["CI_EXPERIMENT"])
+    if experiment is None:
+        return []
+    steps = []
+    for run in runs(mlflow_client):
+        tags = run["tags"]
+        if run["experiment_id"] != experiment["id"] or "ci.command" not in tags:
+            continue
+        try:
+            args, env, code = shlex.split(tags["ci.command"]), json.loads(tags.get("ci.env") or "{}"), int(
+                tags["ci.exit_code"])
+        except (ValueError, TypeError):
+            continue
+        output = read_artifact(mlflow_client, run, "output.txt", confine_to) or b""
+        steps.append({"name": run["name"], "args": args, "env": env if isinstance(env, dict) else {}, "code": code,
+                      "output": output.decode("utf-8", "replace")[-OUTPUT_CHARS:]})
+    return steps
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return next((args[i + 1] for i, a in enumerate(args[:-1]) if a == name), None)
+
+
+def _runs_file(args: list[str], name: str) -> bool:
+    return any(a.replace("\\", "/").endswith(name) for a in args)
+
+
+def history_runs(ev: Evidence, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's own CI steps, in the shape the grader's runs have (``run_code``)."""
+    steps, versions = ev.get("history", []), ev.get("versions", {})
+
+    def newest(match: Any) -> dict[str, Any] | None:
+        step = next((s for s in steps if match(s)), None)
+        return None if step is None else {"code": step["code"], "output": step["output"], "args": step["args"]}
+
+    def version(role: str) -> str | None:
+        return (versions.get(role) or {}).get("version")
+
+    def gate_or_promote(script: str, role: str) -> dict[str, Any] | None:
+        rec = newest(lambda s: _runs_file(s["args"], script) and _option(s["args"], "--version") == version(role))
+        if rec is not None:
+            rec.update(tags_before={} if role == "poor" else None, tags_after=(versions.get(role) or {}).get("tags", {}),
+                       champion_before=None, champion_after=ev.get("champion"),
+                       reason=_option(rec["args"], "--reason"))
+        return rec
+
+    out: dict[str, Any] = {"data": {}, "gate": {}, "tests": {}, "promote": {}, "workflow": {}}
+    for case, batch in (("good", GOOD_BATCH), ("bad_batch", BAD_BATCH)):
+        out["data"][case] = newest(lambda s, b=batch: _runs_file(s["args"], "validate_data.py") and _runs_file(
+            s["args"], b))
+    for role in ("poor", "candidate"):
+        out["gate"][role] = gate_or_promote("validate_model.py", role)
+        out["promote"][role] = gate_or_promote("promote_model.py", role)
+    tests = newest(lambda s: "pytest" in s["args"] and str(s["env"].get("MODEL_URI", "")).endswith(
+        f"/{version('candidate')}"))
+    if tests is not None:
+        tests["results"] = pytest_results(tests["output"])
+    out["tests"]["candidate"] = tests
+    out["workflow"]["schema"] = newest(lambda s: "check_jsonschema" in s["args"] and _runs_file(s["args"],
+                                                                                                 "model-ci.yml"))
+    return {k: {case: rec for case, rec in v.items() if rec is not None} for k, v in out.items()}
+
+
+_RESULT = re.compile(r"::(test_\w+)(?:\[[^\]]*\])?\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def pytest_results(output: str) -> dict[str, str]:
+    """test name -> 'passed' or 'failed', from pytest's ``-v`` report (a failure wins)."""
+    results: dict[str, str] = {}
+    for name, outcome in _RESULT.findall(_ANSI.sub("", output)):
+        ok = outcome in ("PASSED", "XPASS")
+        if results.get(name) != "failed":
+            results[name] = "passed" if ok else "failed"
+    return results
+
+
+def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the parameters alone decide: the roles' runs, the gate's rules, and the cases the
+    notebook's own CI steps must pass (the grader replaces the cases with its own)."""
+    return {
+        "model_name": params["MODEL_NAME"],
+        "ci_experiment": params["CI_EXPERIMENT"],
+        "runs": {"champion": params["CHAMPION_RUN"], "poor": params["POOR_RUN"], "candidate": params["CANDIDATE_RUN"]},
+        "min_r2": MIN_R2,
+        "max_latency_ms": MAX_LATENCY_MS,
+        "source": "history",
+        "data_cases": {"good": {"what": "", "columns": {}},
+                       "bad_batch": {"what": _msg("the_bad_batch"), "columns": BAD_BATCH_FAULTS}},
+        "gate_cases": {"poor": {"role": "poor", "must": "fail"}, "candidate": {"role": "candidate", "must": "pass"}},
+        "tests_cases": {"candidate": {"must": "pass"}},
+        "promote_cases": {"poor": {"role": "poor", "must": "refuse"},
+                          "candidate": {"role": "candidate", "must": "promote_if_validated"}},
+    }
+
+
+# --- Judgments ----------------------------------------------------------------------------
+
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def _tail(output: str, lines: int = 2) -> str:
+    kept = [line.strip() for line in _ANSI.sub("", output or "").strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-400:] or "(no output)"
+
+
+def _program_problem(rec: Mapping[str, Any], what: str, todo: int) -> CheckResult | None:
+    """A run that timed out or crashed with a Python traceback."""
+    if rec.get("code") is None:
+        return CheckResult(False, _msg("timed_out", what=what))
+    if _TRACEBACK in (rec.get("output") or ""):
+        return CheckResult(False, _msg("crashed", what=what, error=_tail(rec["output"], 1), todo=todo))
+    return None
+
+
+def _need(ev: Evidence, rel: str) -> CheckResult | None:
+    if not ev.get("files", {}).get(rel):
+        return CheckResult(False, _msg("no_file", file=rel, todo=TODO_OF[rel]))
+    return None
+
+
+def _need_roles(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult | None:
+    for role in ROLES:
+        if role not in ev.get("versions", {}):
+            return CheckResult(False, _msg("no_setup", name=exp["model_name"], run=exp["runs"][role]))
+    return None
+
+
+def _not_run(exp: Mapping[str, Any], script: str, target: str, todo: int) -> CheckResult:
+    what = _msg("run_on", script=script, target=target)
+    return CheckResult(False, _msg("not_run", experiment=exp["ci_experiment"], what=what, todo=todo))
+
+
+def _target(ev: Evidence, exp: Mapping[str, Any], role: str) -> str:
+    return _msg("target_version", version=ev["versions"][role]["version"], run=exp["runs"][role])
+
+
+def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    problem = _need(ev, DATA_SCRIPT)
+    if problem:
+        return problem
+    found = (ev.get("runs") or {}).get("data", {})
+    for case, spec in exp["data_cases"].items():
+        rec, columns = found.get(case), spec["columns"]
+        what = spec["what"] or MESSAGES["target_good"]
+        if rec is None:
+            return _not_run(exp, "validate_data.py", GOOD_BATCH if case == "good" else BAD_BATCH, 1)
+        problem = _program_problem(rec, f"validate_data.py, on {what},", 1)
+        if problem:
+            return problem
+        if not columns:
+            if rec["code"] != 0:
+                return CheckResult(False, _msg("good_rejected", code=rec["code"], tail=_tail(rec["output"])))
+            continue
+        if rec["code"] == 0:
+            return CheckResult(False, _msg("bad_accepted", what=what))
+        unnamed = [c for c in columns if c not in rec["output"]]
+        if unnamed:
+            return CheckResult(False, _msg("bad_unnamed", what=what, s="s" if len(unnamed) > 1 else "",
+                                           columns=", ".join(unnamed),
+                                           faults="; ".join(f"{c}: {columns[c]}" for c in unnamed)))
+    what = _msg("the_bad_batch") if exp.get("source") == "history" else _msg("fault_batches")
+    return CheckResult(True, _msg("data_ok", what=what))
+
+
+def _gate_tags(tags: Mapping[str, str], version: str, expected_r2: float | None) -> CheckResult | None:
+    def no_tag(tag: str, expected: str = "") -> CheckResult:
+        return CheckResult(False, _msg("gate_no_tag", version=version, tag=tag, expected=expected,
+                                       found=pairs(tags) or MESSAGES["none"]))
+
+    if tags.get("validation_passed") != "true":
+        return no_tag("validation_passed", "=true")
+    for tag in ("r2", "p95_latency_ms"):
+        if tag not in tags:
+            return no_tag(tag)
+    if expected_r2 is not None:
+        try:
+            r2 = float(tags["r2"])
+        except ValueError:
+            r2 = math.nan
+        if not math.isclose(r2, expected_r2, rel_tol=R2_RTOL, abs_tol=1e-3):
+            return CheckResult(False, _msg("gate_wrong_r2", version=version, found=tags["r2"], expected=expected_r2))
+    try:
+        latency = float(tags["p95_latency_ms"])
+    except ValueError:
+        latency = math.nan
+    if not 0 < latency < MAX_LATENCY_MS:
+        return CheckResult(False, _msg("gate_bad_latency", version=version, found=tags["p95_latency_ms"],
+                                       budget=MAX_LATENCY_MS))
+    return None
+
+
+def _changes(rec: Mapping[str, Any], keys: tuple[str, ...], version: str) -> list[str]:
+    """What a run that had to change nothing changed: tags among ``keys``, the alias."""
+    before, after = rec.get("tags_before"), rec.get("tags_after") or {}
+    changed = [] if before is None else [f"{k}={after.get(k)}" for k in keys if after.get(k) != before.get(k)]
+    if rec.get("champion_before") is not None and rec.get("champion_after") != rec["champion_before"]:
+        changed.append(_msg("champion_moved", version=rec.get("champion_after")))
+    elif rec.get("champion_before") is None and rec.get("champion_after") == version and before == {}:
+        changed.append(_msg("champion_moved", version=version))
+    return changed
+
+
+def judge_gate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    problem = _need(ev, GATE_SCRIPT) or _need_roles(ev, exp)
+    if problem:
+        return problem
+    found, r2 = (ev.get("runs") or {}).get("gate", {}), exp.get("r2") or {}
+    version_of = {role: ev["versions"][role]["version"] for role in ROLES}
+    numbers = {"min_r2": exp["min_r2"], "champion_r2": _num(r2.get("champion"))}
+    failed, tags = [], {}
+    for case, spec in exp["gate_cases"].items():
+        role = spec["role"]
+        version, rec = version_of[role], found.get(case)
+        if rec is None:
+            return _not_run(exp, "validate_model.py", _target(ev, exp, role), 2)
+        problem = _program_problem(rec, "validate_model.py", 2)
+        if problem:
+            return problem
+        if spec["must"] == "fail":
+            what = _msg(spec.get("case", "case_poor"), version=version, run=exp["runs"][role], r2=_num(r2.get(role)),
+                        champion_r2=numbers["champion_r2"])
+            if rec["code"] == 0:
+                if "fix" in spec:
+                    return CheckResult(False, _msg("gate_ignored_rule", case=what, fix=MESSAGES[spec["fix"]]))
+                return CheckResult(False, _msg("gate_passed_poor", version=version, run=exp["runs"][role],
+                                               r2=_num(r2.get(role)), **numbers))
+            changes = _changes(rec, GATE_TAGS, version)
+            if changes:
+                return CheckResult(False, _msg("gate_changed", case=what, changes=", ".join(changes)))
+            failed.append(what)
+            continue
+        if rec["code"] != 0:
+            return CheckResult(False, _msg("gate_failed_candidate", version=version, run=exp["runs"][role],
+                                           r2=_num(r2.get(role)), code=rec["code"], tail=_tail(rec["output"]),
+                                           **numbers))
+        tags = rec.get("tags_after") or {}
+        problem = _gate_tags(tags, version, r2.get(role))
+        if problem:
+            return problem
+    shown = pairs({k: tags.get(k) for k in GATE_TAGS})
+    key = "gate_ok" if r2.get("candidate") is not None else "gate_ok_unchecked"
+    return CheckResult(True, _msg(key, failed="; ".join(failed), candidate=version_of["candidate"], tags=shown))
+
+
+def judge_tests(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    problem = _need(ev, TEST_FILE)
+    if problem:
+        return problem
+    defined = ev.get("tests_defined") or {}
+    if "error" in defined:
+        return CheckResult(False, _msg("syntax_error", file=TEST_FILE, error=defined["error"]))
+    absent = [t for t in REQUIRED_TESTS if t not in defined.get("names", [])]
+    if absent:
+        return CheckResult(False, _msg("no_tests", file=TEST_FILE, s="s" if len(absent) > 1 else "",
+                                       missing=", ".join(absent), found=", ".join(defined.get("names", [])) or
+                                       MESSAGES["none"]))
+    problem = _need_roles(ev, exp)
+    if problem:
+        return problem
+    found, candidate = (ev.get("runs") or {}).get("tests", {}), ev["versions"]["candidate"]["version"]
+    for case, spec in exp["tests_cases"].items():
+        rec = found.get(case)
+        if rec is None:
+            return _not_run(exp, "pytest", _target(ev, exp, "candidate"), 3)
+        results = rec.get("results") or {}
+        if rec.get("code") is None:
+            return CheckResult(False, _msg("timed_out", what=f"pytest {TEST_FILE}"))
+        if spec.get("must") == "pass":
+            if not results:
+                return CheckResult(False, _msg("tests_not_collected", file=TEST_FILE, code=rec["code"],
+                                               tail=_tail(rec["output"], 3)))
+            failing = [t for t, outcome in results.items() if outcome != "passed"]
+            missing = [t for t in REQUIRED_TESTS if t not in results]
+            if rec["code"] != 0 or failing or missing:
+                return CheckResult(False, _msg("tests_fail_candidate", version=candidate, run=exp["runs"]["candidate"],
+                                               failed=", ".join(failing + missing) or _msg("exit_code", code=rec["code"]),
+                                               detail=_tail(rec["output"])))
+        elif results.get(spec["must_fail"]) != "failed" or rec["code"] == 0:
+            flaw = spec["flaw"]
+            return CheckResult(False, _msg("test_missed_flaw", test=spec["must_fail"], flaw=MESSAGES[f"flaw_{flaw}"],
+                                           fix=MESSAGES[f"fix_{flaw}"]))
+    key = "tests_ok" if len(exp["tests_cases"]) == 1 else "tests_flaws_ok"
+    return CheckResult(True, _msg(key, names=", ".join(REQUIRED_TESTS), version=candidate))
+
+
+def _promotion_record(tags: Mapping[str, str], version: str, reason: str | None) -> CheckResult | None:
+    absent = [t for t in PROMOTION_TAGS if not tags.get(t)]
+    if absent:
+        return CheckResult(False, _msg("promotion_untagged", version=version, s="s" if len(absent) > 1 else "",
+                                       missing=", ".join(absent), found=pairs(tags) or MESSAGES["none"]))
+    try:
+        datetime.fromisoformat(tags["promoted_at"].replace("Z", "+00:00"))
+    except ValueError:
+        return CheckResult(False, _msg("bad_promoted_at", found=tags["promoted_at"]))
+    if reason is not None and tags["promotion_reason"] != reason:
+        return CheckResult(False, _msg("bad_reason", found=tags["promotion_reason"], expected=reason))
+    return None
+
+
+def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    problem = _need(ev, PROMOTE_SCRIPT) or _need_roles(ev, exp)
+    if problem:
+        return problem
+    found = (ev.get("runs") or {}).get("promote", {})
+    version_of = {role: ev["versions"][role]["version"] for role in ROLES}
+    refused: list[str] = []
+    for case, spec in exp["promote_cases"].items():
+        role = spec["role"]
+        version, rec, run = version_of[role], found.get(case), exp["runs"][role]
+        if rec is None:
+            return _not_run(exp, "promote_model.py", _target(ev, exp, role), 4)
+        problem = _program_problem(rec, "promote_model.py", 4)
+        if problem:
+            return problem
+        after = rec.get("tags_after") or {}
+        must = spec["must"]
+        if must == "promote_if_validated" and after.get("validation_passed") != "true":
+            must = "refuse_quietly"
+        if must in ("refuse", "refuse_quietly"):
+            shown = pairs(rec.get("tags_before") or after) or MESSAGES["none"]
+            if rec["code"] == 0:
+                key = "promote_refused_false" if spec.get("tag") == "false" else "promoted_poor"
+                return CheckResult(False, _msg(key, version=version, run=run, code=0, tags=shown))
+            if rec.get("champion_after") == version or _changes(rec, (), version):
+                return CheckResult(False, _msg("poor_is_champion", version=version, run=run))
+            recorded = [t for t in PROMOTION_TAGS if t in after and t not in (rec.get("tags_before") or {})]
+            if recorded:
+                return CheckResult(False, _msg("poor_tagged", version=version, run=run, tags=", ".join(recorded)))
+            if must == "refuse_quietly":
+                return CheckResult(True, _msg("promote_refusal_only", poor=version_of["poor"], candidate=version))
+            refused.append(_msg("target_version", version=version, run=run))
+            continue
+        if rec["code"] != 0:
+            return CheckResult(False, _msg("promote_failed", version=version, code=rec["code"],
+                                           tail=_tail(rec["output"])))
+        if rec.get("champion_after") != version:
+            return CheckResult(False, _msg("alias_not_moved", version=version, champion=rec.get("champion_after")))
+        problem = _promotion_record(after, version, rec.get("reason"))
+        if problem:
+            return problem
+    return CheckResult(True, _msg("promote_ok", refused=" and ".join(refused), candidate=version_of["candidate"],
+                                  tags=", ".join(PROMOTION_TAGS)))
+
+
+def _schema_error(output: str) -> str:
+    """The most useful line of check-jsonschema's report: its best match, else the first error."""
+    lines = [line.strip() for line in _ANSI.sub("", output).splitlines() if line.strip()]
+    if "Best Match:" in lines[:-1]:
+        return lines[lines.index("Best Match:") + 1][:300]
+    errors = [line for line in lines if "::$" in line]
+    return (errors[0] if errors else _tail(output))[:300]
+
+
+def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    problem = _need(ev, WORKFLOW)
+    if problem:
+        return problem
+    found = (ev.get("runs") or {}).get("workflow", {})
+    dry = found.get("dry_run") or {"error": "no_answer", "detail": MESSAGES["unknown"]}
+    if dry.get("error") == "yaml":
+        return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=dry.get("detail")))
+    schema = found.get("schema")
+    if schema is None:
+        return _not_run(exp, "check_jsonschema", WORKFLOW, 5)
+    if schema.get("code") != 0:
+        return CheckResult(False, _msg("workflow_invalid", file=WORKFLOW, details=_schema_error(schema["output"])))
+    if dry.get("error"):
+        return CheckResult(False, _msg("workflow_not_mapping", file=WORKFLOW))
+    if "push" not in dry.get("events", []):
+        return CheckResult(False, _msg("workflow_no_push", file=WORKFLOW,
+                                       found=", ".join(dry.get("events", [])) or MESSAGES["none"]))
+    ran = dry["scenarios"]["pass"]
+    for kind in WORKFLOW_ORDER:
+        if kind not in ran:
+            return CheckResult(False, _msg("workflow_missing", file=WORKFLOW, missing=MESSAGES[f"step_{kind}"],
+                                           example=EXAMPLES[kind]))
+    for earlier, later in zip(WORKFLOW_ORDER, WORKFLOW_ORDER[1:], strict=False):
+        if ran.index(later) < ran.index(earlier):
+            return CheckResult(False, _msg("workflow_order", file=WORKFLOW, earlier=MESSAGES[f"step_{earlier}"],
+                                           later=MESSAGES[f"step_{later}"]))
+    for failing in WORKFLOW_ORDER[:-1]:
+        ran = dry["scenarios"][f"fail_{failing}"]
+        after = ran[ran.index(failing) + 1:] if failing in ran else ran
+        later = [k for k in WORKFLOW_ORDER[WORKFLOW_ORDER.index(failing) + 1:] if k in after]
+        if later:
+            return CheckResult(False, _msg("workflow_no_stop", file=WORKFLOW, failed=MESSAGES[f"step_{failing}"],
+                                           ran=MESSAGES[f"step_{later[0]}"]))
+    return CheckResult(True, _msg("workflow_ok", file=WORKFLOW))
+
+
+#: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
+CHECKS: dict[str, tuple[int, Judge]] = {
+    "check_todo1_data": (1, judge_data),
+    "check_todo2_gate": (2, judge_gate),
+    "check_todo3_tests": (3, judge_tests),
+    "check_todo4_promote": (4, judge_promote),
+    "check_todo5_workflow": (5, judge_workflow),
+}
+
+
+# --- In the notebook ----------------------------------------------------------------------
+
+
+def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
+    """Run one check from a test cell: print a pass line or raise a clear failure.
+
+    Judges the steps the notebook's CI runner recorded (and, for the workflow, a dry run in
+    the kernel) against the values shipped for the default inputs. The grader runs the same
+    programs again, on inputs the notebook never saw."""
+    import mlflow
+
+    from autograder.kit import lab05_run
+
+    todo, judge = CHECKS[check_id]
+    params = {name: namespace[name] for name in PARAMS if name in namespace}
+    with quiet():
+        ev = evidence(mlflow.get_tracking_uri(), params)
+        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
+        ev["runs"] = history_runs(ev, params)
+        if check_id == "check_todo5_workflow" and ev["files"].get(WORKFLOW):
+            ev["runs"]["workflow"]["dry_run"] = lab05_run.dry_run(Path(WORKFLOW))
+        result = judge_safely(judge, ev, exp)
+    report(result, LABEL.format(n=todo))
