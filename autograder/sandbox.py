@@ -147,6 +147,8 @@ class Sandbox:
         env.update(
             PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
             HOME=str(self.workdir),
+            USER="sandbox",  # getpass.getuser() reads it: the sandbox's uid has no passwd entry
+            LOGNAME="sandbox",
             TMPDIR=str(self.workdir / ".tmp"),
             MPLCONFIGDIR=str(self.workdir / ".tmp" / "matplotlib"),
             PYTHONPATH=KIT_MOUNT,
