@@ -1,21 +1,24 @@
 """The grader on Lab 04 (registry and serving): full marks, zero, typical mistakes that each
-lose exactly their task's points, and no model server left running, even when the serving
-cell fails.
+lose exactly their task's points, no model server left running, even when the serving cell
+fails, and cheats that a check of mere presence would pass: numbers copied from a run on the
+course data, tags that claim a promotion and a rollback the aliases never made, and a
+serving record without a server.
 
-Every test here executes the notebook, most of them with a model server (about 30-60 s each).
+Every test here executes the notebook, most of them with a model server (40-90 s each); each
+notebook carries mistakes of different tasks, so that one execution serves several assertions.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import nbformat
 import psutil
 import pytest
 
-from autograder.course import LABS
+from autograder import hidden
+from autograder.course import LABS, ROOT
 from autograder.notebook import grade_id
 from tests.conftest import make_submission, points
 
@@ -32,6 +35,7 @@ MAX = {
 }
 ALL = {1, 2, 3, 4, 5, 6}
 SERVED = "models:/devops-response-time@champion"
+KIT_EXPECTED = ROOT / "autograder" / "kit" / "expected"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
 # TODO 6 as a student might get it wrong.
@@ -63,22 +67,26 @@ def todo6_answered(answer: str) -> str:
     return stub.replace(STUB, answer.rstrip("\n"))
 
 
-def probe(path: Path) -> str:
-    """A cell that writes the kernel's live model-server child processes to ``path``."""
-    return (
-        "import json as _json, psutil as _psutil\n"
-        "def _servers():\n"
-        "    found = []\n"
-        "    for child in _psutil.Process().children(recursive=True):\n"
-        "        try:\n"
-        "            cmd = ' '.join(child.cmdline())\n"
-        "            if child.status() != _psutil.STATUS_ZOMBIE and ('serve' in cmd or 'uvicorn' in cmd):\n"
-        "                found.append(cmd)\n"
-        "        except _psutil.NoSuchProcess:\n"
-        "            pass\n"
-        "    return found\n"
-        f"open({str(path)!r}, 'w').write(_json.dumps(_servers()))\n"
-    )
+#: Raised by ``PROBE`` when a model server the notebook started still runs.
+LEFT_RUNNING = "MODEL SERVERS LEFT RUNNING"
+
+#: A cell that fails if the kernel still has a live model-server child process (it runs inside
+#: the sandbox, where only the submission's folder is writable: it reports by raising).
+PROBE = (
+    "import psutil as _psutil\n"
+    "def _servers():\n"
+    "    found = []\n"
+    "    for child in _psutil.Process().children(recursive=True):\n"
+    "        try:\n"
+    "            cmd = ' '.join(child.cmdline())\n"
+    "            if child.status() != _psutil.STATUS_ZOMBIE and ('serve' in cmd or 'uvicorn' in cmd):\n"
+    "                found.append(cmd)\n"
+    "        except _psutil.NoSuchProcess:\n"
+    "            pass\n"
+    "    return found\n"
+    "if _servers():\n"
+    f"    raise RuntimeError({LEFT_RUNNING!r} + repr(_servers()))\n"
+)
 
 
 def servers_started_since(since: float) -> list[str]:
@@ -104,14 +112,13 @@ def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
-def test_solution_earns_full_marks_and_stops_its_server(grade, tmp_path: Path) -> None:
+def test_solution_earns_full_marks_and_stops_its_server(grade) -> None:
     since = time.time()
-    alive = tmp_path / "alive.json"
-    result = grade(make_submission(done=ALL, add_after={"todo6": probe(alive)}, lab=LAB04))
+    result = grade(make_submission(done=ALL, add_after={"todo6": PROBE}, lab=LAB04))
     assert points(result) == MAX, [c.message for c in result.checks]
     assert (result.score, result.max_score) == (10, 10)
-    assert result.errors == []
-    assert json.loads(alive.read_text()) == []  # stopped by the notebook, while the kernel ran
+    assert result.errors == []  # PROBE did not raise: stopped by the notebook, while the kernel ran
+    assert "the grader started your command" in message(result, "check_todo6_serve")
     assert_no_server_left(since)
 
 
@@ -128,57 +135,100 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert sum("NotImplementedError" in e for e in result.errors) == 6
 
 
-def test_a_deprecated_stage_instead_of_the_challenger_alias_loses_only_task2(grade) -> None:
-    stage = (
-        'client.set_registered_model_alias(MODEL_NAME, "champion", old_version.version)\n'
-        'client.transition_model_version_stage(MODEL_NAME, new_version.version, "Staging")\n'
-        'client.set_model_version_tag(MODEL_NAME, old_version.version, "validation_status", "passed")\n'
-        'client.set_model_version_tag(MODEL_NAME, new_version.version, "validation_status", "pending")\n'
-    )
-    result = grade(make_submission(done=ALL, replace={"todo2": stage}, lab=LAB04))
-    assert points(result) == {**MAX, "check_todo2_aliases": 0}, [c.message for c in result.checks]
+STAGE_INSTEAD_OF_CHALLENGER = (
+    'client.set_registered_model_alias(MODEL_NAME, "champion", old_version.version)\n'
+    'client.transition_model_version_stage(MODEL_NAME, new_version.version, "Staging")\n'
+    'client.set_model_version_tag(MODEL_NAME, old_version.version, "validation_status", "passed")\n'
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "validation_status", "pending")\n'
+)
+ROLLBACK_TAG_ONLY = (
+    'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
+    'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n'
+)
+ROLLBACK_BY_REGISTERING = (
+    'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
+    "restored = mlflow.register_model(model_infos[IN_SERVICE_RUN].model_uri, MODEL_NAME)\n"
+    'client.set_registered_model_alias(MODEL_NAME, "champion", restored.version)\n'
+    'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n'
+)
+
+
+def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2_and_5(grade) -> None:
+    nb = make_submission(done=ALL, replace={"todo2": STAGE_INSTEAD_OF_CHALLENGER, "todo5": ROLLBACK_TAG_ONLY},
+                         lab=LAB04)
+    result = grade(nb)
+    lost = {"check_todo2_aliases": 0, "check_todo5_rollback": 0}
+    assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
     text = message(result, "check_todo2_aliases")
     assert "deprecated stage 'Staging'" in text and "set_registered_model_alias" in text
+    assert "champion still points to the promoted version 2" in message(result, "check_todo5_rollback")
 
 
-@pytest.mark.parametrize(
-    ("rollback", "expected"),
-    [
-        (
-            'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
-            "restored = mlflow.register_model(model_infos[IN_SERVICE_RUN].model_uri, MODEL_NAME)\n"
-            'client.set_registered_model_alias(MODEL_NAME, "champion", restored.version)\n'
-            'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n',
-            "does not register the model again",
-        ),
-        (
-            'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
-            'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n',
-            "champion still points to the promoted version 2",
-        ),
-    ],
-    ids=["registers-a-new-version", "alias-not-moved"],
-)
-def test_a_wrong_rollback_loses_only_task5(grade, rollback: str, expected: str) -> None:
-    result = grade(make_submission(done=ALL, replace={"todo5": rollback}, lab=LAB04))
-    assert points(result) == {**MAX, "check_todo5_rollback": 0}, [c.message for c in result.checks]
-    assert expected in message(result, "check_todo5_rollback")
-
-
-def test_a_failing_request_loses_only_task6_and_the_server_is_stopped(grade, tmp_path: Path) -> None:
+def test_a_failing_request_and_a_rollback_that_registers_again_lose_only_tasks_5_and_6(grade) -> None:
     since = time.time()
-    alive = tmp_path / "alive.json"
-    nb = make_submission(done=ALL, replace={"todo6": todo6_answered(FAILING_REQUEST)}, add_after={"todo6": probe(alive)}, lab=LAB04)
+    nb = make_submission(done=ALL, replace={"todo5": ROLLBACK_BY_REGISTERING, "todo6": todo6_answered(FAILING_REQUEST)},
+                         add_after={"todo6": PROBE}, lab=LAB04)
     result = grade(nb)
-    assert points(result) == {**MAX, "check_todo6_serve": 0}, [c.message for c in result.checks]
+    lost = {"check_todo5_rollback": 0, "check_todo6_serve": 0}
+    assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
+    assert "does not register the model again" in message(result, "check_todo5_rollback")
     assert any(e.startswith("todo6 raised HTTPError") for e in result.errors), result.errors
-    assert json.loads(alive.read_text()) == []  # the with block stopped it although the cell failed
+    assert not any(LEFT_RUNNING in e for e in result.errors), result.errors  # the with block stopped it
     assert_no_server_left(since)
 
 
-def test_a_server_left_running_fails_task6_and_dies_with_the_kernel(grade) -> None:
+def test_copied_rmse_and_a_server_left_running_lose_only_tasks_3_and_6(grade) -> None:
+    """(a) TODO 3 answered with the champion's RMSE on the course data, as a constant: right in
+    the self-check on the course data, wrong on the grader's hidden inputs."""
     since = time.time()
-    result = grade(make_submission(done=ALL, replace={"todo6": todo6_answered(LEAKED_SERVER)}, lab=LAB04))
-    assert points(result) == {**MAX, "check_todo6_serve": 0}, [c.message for c in result.checks]
+    shipped = json.loads((KIT_EXPECTED / "04_registry.json").read_text(encoding="utf-8"))["expected"]["rmse"]
+    copied = (
+        "champion_pred = y_test.to_numpy()  # nothing loaded, nothing predicted\n"
+        "with mlflow.start_run(run_name=EVAL_RUN):\n"
+        f"    mlflow.log_metric('rmse', {shipped['rf-small']!r})\n"
+    )
+    nb = make_submission(done=ALL, replace={"todo3": copied, "todo6": todo6_answered(LEAKED_SERVER)}, lab=LAB04)
+    result = grade(nb, inputs=hidden.hidden_inputs(12345))
+    lost = {"check_todo3_load": 0, "check_todo6_serve": 0}
+    assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
+    assert f"rmse={shipped['rf-small']:.4g}" in message(result, "check_todo3_load")
+    assert "scores rmse=" in message(result, "check_todo3_load")
     assert "still answers on port" in message(result, "check_todo6_serve")
     assert_no_server_left(since)
+
+
+# (b) Cheats a check of presence would pass: the tags of a promotion and of a rollback, with no
+# alias ever moved; and a serving record whose "server" is a command that serves nothing, its
+# "answer" computed in the kernel.
+PROMOTE_BY_TAGS = (
+    'previous = client.get_model_version_by_alias(MODEL_NAME, "champion").version\n'
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "validation_status", "passed")\n'
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "previous_champion", str(previous))\n'
+)
+ROLLBACK_BY_TAGS = (
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "validation_status", "rolled_back")\n'
+)
+NO_SERVER = (
+    'command = [sys.executable, "-c", "pass", "-m", f"models:/{MODEL_NAME}@champion", "-h", HOST, "-p", str(port)]\n'
+    "request = {'dataframe_split': sample.to_dict(orient='split')}\n"
+    "class _Answer:\n"
+    "    def json(self):\n"
+    "        model = mlflow.pyfunc.load_model(f'models:/{MODEL_NAME}@champion')\n"
+    "        return {'predictions': model.predict(sample).tolist()}\n"
+    "response = _Answer()\n"
+)
+
+
+def test_tags_without_alias_moves_and_a_serving_record_without_a_server_earn_nothing(grade) -> None:
+    nb = make_submission(
+        done=ALL,
+        replace={"todo4": PROMOTE_BY_TAGS, "todo5": ROLLBACK_BY_TAGS, "todo6": todo6_answered(NO_SERVER)},
+        lab=LAB04,
+    )
+    result = grade(nb, inputs=hidden.hidden_inputs(12345))
+    lost = {"check_todo4_promote": 0, "check_todo5_rollback": 0, "check_todo6_serve": 0}
+    assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
+    assert "never moved from version 1 to the promoted version 2" in message(result, "check_todo4_promote")
+    assert "never moved to the promoted version 2 and back" in message(result, "check_todo5_rollback")
+    assert "no server answered" in message(result, "check_todo6_serve")
+    assert result.errors == []  # every cell ran and every self-check in the notebook passed
