@@ -19,10 +19,9 @@ import pytest
 
 from autograder import hidden
 from autograder.course import LABS, ROOT
+from autograder.kit import lab04, lab04_serve
 from autograder.notebook import grade_id
 from tests.conftest import make_submission, points
-
-pytestmark = pytest.mark.slow
 
 LAB04 = LABS["04_registry"]
 MAX = {
@@ -112,6 +111,7 @@ def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
+@pytest.mark.slow
 def test_solution_earns_full_marks_and_stops_its_server(grade) -> None:
     since = time.time()
     result = grade(make_submission(done=ALL, add_after={"todo6": PROBE}, lab=LAB04))
@@ -122,6 +122,7 @@ def test_solution_earns_full_marks_and_stops_its_server(grade) -> None:
     assert_no_server_left(since)
 
 
+@pytest.mark.slow
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB04))
     assert (result.score, result.max_score) == (0, 10)
@@ -153,6 +154,7 @@ ROLLBACK_BY_REGISTERING = (
 )
 
 
+@pytest.mark.slow
 def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2_and_5(grade) -> None:
     nb = make_submission(done=ALL, replace={"todo2": STAGE_INSTEAD_OF_CHALLENGER, "todo5": ROLLBACK_TAG_ONLY},
                          lab=LAB04)
@@ -164,6 +166,7 @@ def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2
     assert "champion still points to the promoted version 2" in message(result, "check_todo5_rollback")
 
 
+@pytest.mark.slow
 def test_a_failing_request_and_a_rollback_that_registers_again_lose_only_tasks_5_and_6(grade) -> None:
     since = time.time()
     nb = make_submission(done=ALL, replace={"todo5": ROLLBACK_BY_REGISTERING, "todo6": todo6_answered(FAILING_REQUEST)},
@@ -177,6 +180,7 @@ def test_a_failing_request_and_a_rollback_that_registers_again_lose_only_tasks_5
     assert_no_server_left(since)
 
 
+@pytest.mark.slow
 def test_copied_rmse_and_a_server_left_running_lose_only_tasks_3_and_6(grade) -> None:
     """(a) TODO 3 answered with the champion's RMSE on the course data, as a constant: right in
     the self-check on the course data, wrong on the grader's hidden inputs."""
@@ -219,6 +223,7 @@ NO_SERVER = (
 )
 
 
+@pytest.mark.slow
 def test_tags_without_alias_moves_and_a_serving_record_without_a_server_earn_nothing(grade) -> None:
     nb = make_submission(
         done=ALL,
@@ -232,3 +237,79 @@ def test_tags_without_alias_moves_and_a_serving_record_without_a_server_earn_not
     assert "never moved to the promoted version 2 and back" in message(result, "check_todo5_rollback")
     assert "no server answered" in message(result, "check_todo6_serve")
     assert result.errors == []  # every cell ran and every self-check in the notebook passed
+
+
+# --- Judgments on evidence written by hand (no notebook runs) --------------------------------
+
+EXP = {**lab04.expected_from_params({"MODEL_NAME": "m", "IN_SERVICE_RUN": "small", "WINNER_RUN": "large",
+                                     "EVAL_RUN": "eval", "SERVE_RUN": "serve", "SEED": 1, "TEST_SIZE": 0.25}),
+       "rmse": {"small": 40.0, "large": 30.0}, "serve_predictions": {"small": [1.0, 2.0], "large": [3.0, 4.0]}}
+
+
+def registry(aliases: dict[str, int], moves: list[list] | None, tags1: dict | None = None, tags2: dict | None = None) -> dict:
+    return {"name": "m", "exists": True, "aliases": aliases, "moves": moves, "versions": [
+        {"version": 1, "role": "small", "tags": tags1 or {"validation_status": "passed"}, "stage": "None"},
+        {"version": 2, "role": "large", "tags": tags2 or {}, "stage": "None"}]}
+
+
+PROMOTED = {"validation_status": "rolled_back", "previous_champion": "1"}
+SOLVED_MOVES = [["champion", 1], ["challenger", 2], ["champion", 2], ["champion", 1]]
+
+
+def test_the_registry_judgments_follow_the_alias_moves_not_the_tags() -> None:
+    solved = {"registry": registry({"champion": 1, "challenger": 2}, SOLVED_MOVES, tags2=PROMOTED)}
+    for judge in (lab04.judge_aliases, lab04.judge_promote, lab04.judge_rollback):
+        assert judge(solved, EXP).passed, judge(solved, EXP).message
+    # The same tags and final aliases, but champion never moved: neither promotion nor rollback.
+    tags_only = {"registry": registry({"champion": 1, "challenger": 2}, SOLVED_MOVES[:2], tags2=PROMOTED)}
+    assert lab04.judge_aliases(tags_only, EXP).passed
+    assert not lab04.judge_promote(tags_only, EXP).passed
+    assert not lab04.judge_rollback(tags_only, EXP).passed
+    # Promoted, never rolled back (the alias stays on 2, only the tag says otherwise).
+    stuck = {"registry": registry({"champion": 2, "challenger": 2}, SOLVED_MOVES[:3], tags2=PROMOTED)}
+    assert lab04.judge_promote(stuck, EXP).passed
+    assert "still points to the promoted version 2" in lab04.judge_rollback(stuck, EXP).message
+    # Aliases on the wrong versions.
+    swapped = {"registry": registry({"champion": 2, "challenger": 1}, [["champion", 2], ["challenger", 1]])}
+    assert "alias 'challenger' points to version 1" in lab04.judge_aliases(swapped, EXP).message
+    both = {"registry": registry({"champion": 2, "challenger": 2}, [["champion", 2], ["challenger", 2]],
+                                 tags2={"validation_status": "rolled_back", "previous_champion": "2"})}
+    assert "the first champion was version 2" in lab04.judge_aliases(both, EXP).message
+    assert "previous_champion='2'" in lab04.judge_promote(both, EXP).message
+    # A store whose record of moves is gone proves no move (the grader's store always has it).
+    erased = {"registry": registry({"champion": 1, "challenger": 2}, None, tags2=PROMOTED)}
+    assert "no record of the alias moves" in lab04.judge_promote(erased, EXP).message
+    assert "no record of the alias moves" in lab04.judge_rollback(erased, EXP).message
+
+
+def test_serving_is_judged_on_the_graders_own_rows() -> None:
+    recorded = {"file": True, "missing": [], "command": ["python", "-m", "mlflow", "models", "serve", "-m",
+                                                         "models:/m@champion", "-p", "5001"],
+                "port": 5001, "request_keys": ["dataframe_split"], "request_rows": [{"cpu_usage": 1.0}],
+                "response": [1.5], "response_text": "", "recorded_expected": [1.5]}
+    reg = registry({"champion": 1, "challenger": 2}, SOLVED_MOVES, tags2=PROMOTED)
+    judged = {
+        "served": {"predictions": [1.0, 2.0]},
+        "no server": {"serve_error": "http://127.0.0.1:4000/ping did not answer (it exited)"},
+        "another model": {"predictions": [3.0, 4.0]},
+    }
+    results = {k: lab04.judge_serve({"registry": reg, "serving": {**recorded, "served": v}}, EXP) for k, v in judged.items()}
+    assert results["served"].passed, results["served"].message
+    assert "no server answered" in results["no server"].message
+    assert "predicts [1.0, 2.0]" in results["another model"].message
+    made_up = {**recorded, "response": [99.0], "served": {"predictions": [1.0, 2.0]}}
+    assert "the recorded answer is [99.0]" in lab04.judge_serve({"registry": reg, "serving": made_up}, EXP).message
+    unserved = dict(recorded)  # no answer from a server the grader started
+    assert not lab04.judge_serve({"registry": reg, "serving": unserved}, EXP).passed
+
+
+def test_the_serving_program_sets_its_own_port_and_reads_the_documented_formats() -> None:
+    assert lab04_serve.with_port(["serve", "-p", "5001", "-h", "x"], 7) == ["serve", "-p", "7", "-h", "x"]
+    assert lab04_serve.with_port(["serve", "--port=5001"], 7) == ["serve", "--port=7"]
+    assert lab04_serve.with_port(["serve"], 7) is None
+    row = dict.fromkeys(lab04.labkit.FEATURES, 1.0)
+    split = {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
+    assert lab04.request_rows(split) == lab04.request_rows({"inputs": [row]}) == [row]
+    assert lab04.request_rows({"data": [list(row.values())]}) is None  # the pre-2.0 format
+    assert lab04_serve.request_body([row], "inputs") == {"inputs": [row]}
+    assert "dataframe_split" in lab04_serve.request_body([row], None)
