@@ -20,10 +20,26 @@ ENGINE = "capped"
 CUT = "[autograder: output cut after {limit} bytes: a cell may send back at most that much]\n"
 
 
+#: Messages that carry nothing to keep: always processed (an idle status ends a cell).
+_CONTROL = {"status", "execute_input", "execute_reply"}
+
+
 class CappedClient(PapermillNotebookClient):
-    """Counts each cell's output bytes and drops what comes after the cap."""
+    """Counts each cell's output bytes and drops what comes after the cap; counts every
+    payload the kernel sends (outputs, display updates, widget messages) against one budget
+    for the whole notebook, since nbclient keeps widget states and display updates too."""
 
     cell_bytes = 2 << 20
+    notebook_bytes = 32 << 20
+
+    def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> NotebookNode | None:
+        if msg.get("msg_type") not in _CONTROL:
+            payload = _size(msg.get("content", {})) + sum(len(b) for b in msg.get("buffers") or [])
+            total = getattr(self, "_total", 0) + payload
+            self._total = total
+            if total > self.notebook_bytes:
+                return None
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None,
                cell_index: int) -> NotebookNode | None:
@@ -45,12 +61,15 @@ class CappedClient(PapermillNotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
-def _size(content: dict[str, Any]) -> int:
-    """Roughly how many bytes an output message carries (text, data, traceback)."""
-    size = len(content.get("text", "") or "")
-    size += sum(len(v) if isinstance(v, str) else len(str(v)) for v in (content.get("data") or {}).values())
-    size += sum(len(line) for line in content.get("traceback", []) or [])
-    return size
+def _size(content: Any) -> int:
+    """Roughly how many bytes a message's content carries, walked without copying it."""
+    if isinstance(content, str | bytes):
+        return len(content)
+    if isinstance(content, dict):
+        return sum(len(str(k)) + _size(v) for k, v in content.items())
+    if isinstance(content, list | tuple):
+        return sum(_size(v) for v in content)
+    return 8
 
 
 class CappedEngine(NBClientEngine):
@@ -71,6 +90,7 @@ class CappedEngine(NBClientEngine):
             log=logger,
         )
         final = {k: v for k, v in final.items() if k not in ("execution_timeout", "start_timeout")}
+        final["store_widget_state"] = False  # widget states are not graded, and could be huge
         return client_cls(nb_man, **final).execute()
 
 

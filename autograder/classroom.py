@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import LABS, lab_for_notebook
+from autograder.hidden import submission_seed
 
 #: Files a submission folder may hold that are not submissions.
 _SKIP_PARTS = {".ipynb_checkpoints", "__MACOSX"}
@@ -232,10 +233,11 @@ def _write_atomic(path: Path, text: str) -> None:
 def grade_one(job: dict[str, Any]) -> dict[str, Any]:
     """Grade one submission and write its result file (runs in a worker process)."""
     from autograder.grade import GradeResult, grade_notebook
-    from autograder.hidden import hidden_inputs
+    from autograder.hidden import discard, hidden_inputs
     from autograder.notebook import GradingError
 
     path = Path(job["path"])
+    inputs = None
     try:
         inputs = hidden_inputs(job["seed"]) if job.get("seed") is not None else None
         result = grade_notebook(path, job["cell_timeout"], job["total_timeout"],
@@ -244,6 +246,9 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
         result = GradeResult(str(path), job["lab_hint"], 0.0, 0.0, errors=[str(exc)])
     except Exception as exc:  # the grader's own failure is recorded, never stops the batch
         result = GradeResult(str(path), job["lab_hint"], 0.0, 0.0, errors=[f"could not grade: {exc!r}"])
+    finally:
+        if inputs is not None:
+            discard(inputs)  # this submission's own variant
     record = {
         **result.to_json(),
         "path": job["display"],
@@ -329,12 +334,13 @@ def pending_jobs(
         key = {"student_id": sub.student_id, "lab": sub.lab, "path": display}
         result_file = results_dir / result_file_name(sub.student_id, sub.lab, display)
         sha = _digest(sub.path)
+        sub_seed = None if seed is None else submission_seed(seed, sub.student_id, sub.lab or "", display, sha)
         if result_file.is_file():
             try:
                 record = json.loads(result_file.read_text(encoding="utf-8"))
             except (ValueError, OSError):  # not JSON, not UTF-8: graded again
                 record = None
-            if reusable(record, key, sha, seed):
+            if reusable(record, key, sha, sub_seed):
                 done.append(record)
                 continue
         todo.append(
@@ -349,6 +355,7 @@ def pending_jobs(
                 "result_file": str(result_file),
                 "cell_timeout": cell_timeout,
                 "total_timeout": total_timeout,
+                "seed": sub_seed,
             }
         )
     return done, todo
@@ -439,7 +446,7 @@ def grade_class(
         if done:
             print(f"resuming: {len(done)} already graded, {len(todo)} to grade")
         for slot, job in enumerate(todo):
-            job.update(sandboxed=sandboxed, seed=seed, slot=slot % 4000)  # one uid per submission
+            job.update(sandboxed=sandboxed, slot=slot % 4000)  # one uid per submission
         records = done + run_jobs(todo, jobs or os.cpu_count() or 1, progress)
     finally:
         if unpacked is not None:

@@ -109,10 +109,13 @@ def grade_notebook(
     inputs = inputs or hidden.hidden_inputs(hidden.new_seed())
     workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
     private = Path(tempfile.mkdtemp(prefix=f"judge-{lab.lab_id}-"))  # never visible to the sandbox
-    tracking_uri = store.fresh_store(workdir, store.template())
-    (workdir / ".tmp").mkdir()
+    tracking_uri = store.store_uri(workdir)
     box = Sandbox(workdir, data=inputs.data_dir, slot=slot, extra_env={"MLFLOW_TRACKING_URI": tracking_uri}) \
         if sandboxed else None
+    if box is not None:
+        box.confine()
+    store.fresh_store(workdir, store.template())
+    (workdir / ".tmp").mkdir()
     if box is not None:
         box.prepare()
     data_seen = Path(DATA_MOUNT) / inputs.dataset.name if box else inputs.dataset
@@ -153,6 +156,8 @@ def grade_notebook(
     finally:
         kernel.shutdown()
         runner.close()
+        if box is not None:
+            box.release(unmount=not keep_workdir)
         shutil.rmtree(private, ignore_errors=True)
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -180,7 +185,7 @@ def gather(spec: LabSpec, workdir: Path, private: Path, params: dict[str, Any]) 
     The copy is the grader's own (the submission's file could be a symlink, or still be
     written to); artifact files are read only inside the submission's folder."""
     try:
-        uri = store.private_copy(workdir, private)
+        uri = store.private_copy(workdir, private, spec.store_extras)
     except ValueError as exc:
         return {"error": str(exc)}
     os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = (private / "artifacts").as_uri()

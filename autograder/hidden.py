@@ -9,9 +9,11 @@ the same ground truth (where drift starts, which batch drifts how), other rows.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,23 @@ class HiddenInputs:
 def new_seed() -> int:
     """A fresh seed for one grading or one class."""
     return secrets.randbelow(2**31 - 10_000) + 10_000
+
+
+def submission_seed(class_seed: int, *identity: str) -> int:
+    """The hidden seed of one submission in a class: derived from the class's secret seed and
+    the submission's identity (student, lab, content), so that each submission, and each
+    re-submission, gets inputs of its own: the expected values one feedback shows are worth
+    nothing to a classmate or to the next attempt. A negative seed (the course data) stays."""
+    if class_seed < 0:
+        return class_seed
+    digest = hashlib.sha256("|".join([str(class_seed), *identity]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 10_000) + 10_000
+
+
+def discard(inputs: HiddenInputs) -> None:
+    """Remove a variant that served one submission only (the course data stays)."""
+    if inputs.seed >= 0 and inputs.data_dir.parent == store.cache_dir() / "variants":
+        shutil.rmtree(inputs.data_dir, ignore_errors=True)
 
 
 def hidden_inputs(seed: int) -> HiddenInputs:

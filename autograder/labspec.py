@@ -153,6 +153,9 @@ class LabSpec:
     lab: ModuleType  # the kit module: PARAMS, CHECKS, evidence(), expected_from_params()
     expected: Expected  # (dataset, params) -> expected values, trusted
     run_code: RunCode | None = None  # evidence that needs the submission's code, in its sandbox
+    #: SQL the lab's own set-up adds to the store (tables, triggers), which the grader
+    #: accepts there; anything else beyond MLflow's schema is refused unread.
+    store_extras: tuple[str, ...] = ()
 
 
 def spec_for(lab_id: str) -> LabSpec | None:

@@ -21,9 +21,13 @@ normal user, bwrap's user namespace maps uid 65534 onto the user's own uid.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +71,11 @@ class Limits:
     open_files: int = 1024
     #: Output one cell may send back (text, images), and the whole executed notebook:
     #: a cell printing 200 MB must not take the grader's memory with it.
+    #: Memory, processes and disk of the whole submission (kernel and all it starts), where
+    #: the machine allows (as root: a cgroup and a size-limited folder); the rlimits above
+    #: bound each process alone.
+    total_memory_bytes: int = 4 << 30
+    disk_bytes: int = 1 << 30
     cell_output_bytes: int = 2 << 20
     message_bytes: int = 32 << 20
 
@@ -122,6 +131,40 @@ class Sandbox:
     @property
     def uid(self) -> int:
         return SANDBOX_UID_BASE + self.slot if os.geteuid() == 0 else 65534
+
+    _cgroups: list[Path] = field(default_factory=list)
+    _mounted: bool = False
+
+    def confine(self) -> None:
+        """Before anything is written in the folder: as root, make it a size-limited tmpfs
+        (its pages count against the submission's memory too) and create the submission's
+        cgroups (memory and process count for everything it starts). Where the machine does
+        not allow either, the per-process rlimits still hold."""
+        if os.geteuid() != 0:
+            return
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.limits.disk_bytes},mode=0700",
+                               "autograder", str(self.workdir)], capture_output=True)
+        self._mounted = done.returncode == 0
+        self._cgroups = _make_cgroups(f"autograder-{os.getpid()}-{self.slot}-{self.workdir.name}", self.limits)
+
+    def release(self, unmount: bool = True) -> None:
+        """Kill whatever is left in the submission's cgroups, remove them, unmount the folder
+        (after the grader has read it; ``unmount=False`` keeps it for ``--keep``)."""
+        for group in self._cgroups:
+            for pid in _read(group / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for group in self._cgroups:
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        self._cgroups = []
+        if self._mounted and unmount:
+            subprocess.run(["umount", "-l", str(self.workdir)], capture_output=True)
+            self._mounted = False
 
     def prepare(self) -> None:
         """Give the working folder to the sandbox's user (as root): it can write there only."""
@@ -217,6 +260,11 @@ class Sandbox:
         for key, value in self.env().items():
             bwrap += ["--setenv", key, value]
         bwrap += self.binds()
+        if self._cgroups:
+            # Join the cgroups first, then become the sandbox: every process of the
+            # submission is born inside them.
+            join = " && ".join(f"echo $$ > {group / 'cgroup.procs'}" for group in self._cgroups)
+            prlimit = ["sh", "-c", f'{join} && exec "$0" "$@"', *prlimit]
         if os.geteuid() == 0:
             drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -224,6 +272,40 @@ class Sandbox:
         bwrap += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
                   "--cap-drop", "ALL"]
         return [*prlimit, *bwrap, "--", *argv]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _make_cgroups(name: str, limits: Limits) -> list[Path]:
+    """The submission's cgroups with their limits: cgroup v2 if the root has the memory and
+    pids controllers, else v1's memory and pids hierarchies; none where neither is writable."""
+    root = Path("/sys/fs/cgroup")
+    made: list[Path] = []
+    try:
+        if {"memory", "pids"} <= set(_read(root / "cgroup.subtree_control").split()):
+            group = root / name
+            group.mkdir()
+            made.append(group)
+            (group / "memory.max").write_text(str(limits.total_memory_bytes))
+            (group / "pids.max").write_text(str(limits.processes))
+            return made
+        for controller, knob, value in (("memory", "memory.limit_in_bytes", limits.total_memory_bytes),
+                                        ("pids", "pids.max", limits.processes)):
+            group = root / controller / name
+            group.mkdir()
+            made.append(group)
+            (group / knob).write_text(str(value))
+        return made
+    except OSError:
+        for group in made:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        return []
 
 
 def _own_processes() -> int:

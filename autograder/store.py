@@ -9,11 +9,12 @@ user, so the template is checked to be empty before every copy.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import shutil
 import sqlite3
-import stat
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -89,26 +90,58 @@ def fresh_store(workdir: Path, template_db: Path) -> str:
 MAX_STORE_BYTES = 512 << 20
 
 
-def private_copy(workdir: Path, private: Path) -> str:
+def private_copy(workdir: Path, private: Path, extras: tuple[str, ...] = ()) -> str:
     """Copy a graded submission's store into the grader's private folder; return its URI.
 
     Read as data only, from the grader's own copy: the submission's file may be a symlink
-    to something of the instructor's, or huge. A journal left by a killed kernel comes too,
-    so SQLite can roll back the half-written transaction in the copy."""
+    (or sit in a symlinked folder) to something of the instructor's, a FIFO that blocks a
+    read forever, or huge. A journal left by a killed kernel comes too, so SQLite can roll
+    back the half-written transaction in the copy. The copy's schema must be MLflow's, table
+    for table: a view or trigger planted in place of a table would run inside the grader."""
+    from autograder.kit.checking import open_regular
+
     source = workdir / "mlflow-store" / "mlflow.db"
     target = private / "mlflow-store" / "mlflow.db"
     target.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-journal", "-wal"):
         src = Path(f"{source}{suffix}")
-        if suffix and not src.exists():
+        if suffix and not os.path.lexists(src):
             continue
-        try:
-            fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            raise ValueError("the notebook's MLflow store is missing or not a file (was it deleted?)") from None
+        fd = open_regular(src, confine_to=workdir)
+        if fd is None:
+            raise ValueError("the notebook's MLflow store is missing or not a regular file (was it deleted?)")
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > MAX_STORE_BYTES:
-                raise ValueError("the notebook's MLflow store is not a regular file of a sensible size")
+            if os.fstat(fd).st_size > MAX_STORE_BYTES:
+                raise ValueError(f"the notebook's MLflow store is larger than {MAX_STORE_BYTES >> 20} MiB")
             with open(f"{target}{suffix}", "wb") as out:
                 shutil.copyfileobj(f, out)
+    schema, (base, full) = _schema(target), _accepted(extras)
+    if schema is None or base is None or full is None or not base <= schema <= full:
+        raise ValueError("the notebook's MLflow store was altered: its tables are not MLflow's")
     return labkit.sqlite_uri(target)
+
+
+@functools.lru_cache(maxsize=8)
+def _accepted(extras: tuple[str, ...]) -> tuple[frozenset | None, frozenset | None]:
+    """MLflow's schema, and MLflow's plus what the lab's own set-up adds (``extras``)."""
+    base = _schema(template())
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "mlflow.db"
+        shutil.copyfile(template(), db)
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            for statement in extras:
+                con.execute(statement)
+            con.commit()
+        full = _schema(db)
+    return (None if base is None else frozenset(base)), (None if full is None else frozenset(full))
+
+
+def _schema(db: Path) -> set[tuple[str, str, str, str]] | None:
+    """Every table, index, view and trigger of a database, as SQLite records them."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            rows = con.execute("SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master").fetchall()
+    except sqlite3.Error:
+        return None
+    # sqlite_stat tables come and go with ANALYZE; they hold statistics, not code.
+    return {tuple(r) for r in rows if not r[1].startswith("sqlite_stat")}

@@ -4,6 +4,8 @@ executing a notebook (fast), plus one real program run inside bubblewrap."""
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -70,18 +72,35 @@ def test_artifacts_are_read_only_inside_the_submission_folder(tmp_path: Path) ->
     assert checking.read_file((folder / ".." / outside.name).as_uri(), confine_to=folder) is None
 
 
-def test_the_store_is_copied_only_when_it_is_a_real_file(tmp_path: Path) -> None:
+def test_the_store_is_copied_only_when_it_is_mlflows_own_real_file(tmp_path: Path) -> None:
     folder, private = tmp_path / "submission", tmp_path / "private"
-    (folder / "mlflow-store").mkdir(parents=True)
-    secret = tmp_path / "secret.db"
-    secret.write_text("not yours")
-    (folder / "mlflow-store" / "mlflow.db").symlink_to(secret)
-    with pytest.raises(ValueError, match="not a file"):
+    db = folder / "mlflow-store" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    secret = tmp_path / "instructor" / "mlflow-store"
+    secret.mkdir(parents=True)
+    shutil.copyfile(store.template(), secret / "mlflow.db")
+
+    db.symlink_to(secret / "mlflow.db")  # a link to another store
+    with pytest.raises(ValueError, match="not a regular file"):
         store.private_copy(folder, private)
-    (folder / "mlflow-store" / "mlflow.db").unlink()
-    (folder / "mlflow-store" / "mlflow.db").write_bytes(b"SQLite format 3\x00")
-    uri = store.private_copy(folder, private)
-    assert uri.endswith("private/mlflow-store/mlflow.db")
+    db.unlink()
+    db.parent.rmdir()
+    db.parent.symlink_to(secret)  # a linked folder
+    with pytest.raises(ValueError, match="not a regular file"):
+        store.private_copy(folder, private)
+    db.parent.unlink()
+    db.parent.mkdir()
+    os.mkfifo(db)  # a FIFO would block the read forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        store.private_copy(folder, private)
+    db.unlink()
+    shutil.copyfile(store.template(), db)
+    assert store.private_copy(folder, private).endswith("private/mlflow-store/mlflow.db")
+    with sqlite3.connect(db) as con:  # a view in place of a table runs in whoever reads it
+        con.execute("ALTER TABLE experiment_tags RENAME TO old_tags")
+        con.execute("CREATE VIEW experiment_tags AS SELECT * FROM old_tags")
+    with pytest.raises(ValueError, match="altered"):
+        store.private_copy(folder, private)
 
 
 def test_without_a_sandbox_grading_refuses_in_one_line(capsys: pytest.CaptureFixture[str],

@@ -201,18 +201,35 @@ def local_path(uri: str, confine_to: Path | None = None) -> Path | None:
     return path
 
 
+def open_regular(path: str | os.PathLike[str], confine_to: Path | None = None) -> int | None:
+    """A read-only descriptor on a regular file, or None.
+
+    For the grader reading a submission's folder (``confine_to``): the path, every folder on
+    it included, must resolve inside that folder (a symlinked ``mlflow-store`` or artifact
+    folder leads nowhere else), and a FIFO or device is refused before it can block a read."""
+    if confine_to is not None:
+        real = os.path.realpath(path)
+        if not Path(real).is_relative_to(os.path.realpath(confine_to)):
+            return None
+        path = real
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
 def read_file(uri: str, confine_to: Path | None = None, limit: int = MAX_ARTIFACT_BYTES) -> bytes | None:
     """The bytes of a regular file behind ``uri`` (at most ``limit``), or None."""
     path = local_path(uri, confine_to)
-    if path is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    fd = None if path is None else open_regular(path, confine_to)
+    if fd is None:
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         data = f.read(limit + 1)
     return data if len(data) <= limit else None
 

@@ -108,4 +108,4 @@ def _answer(returncode: int | None, stdout: str, stderr: str, count: int) -> dic
     return {"serve_error": str(answer.get("serve_error", "not one number per row"))[:300]}
 
 
-SPEC = LabSpec(lab=lab04, expected=expected, run_code=run_code)
+SPEC = LabSpec(lab=lab04, expected=expected, run_code=run_code, store_extras=lab04.STORE_EXTRAS)
