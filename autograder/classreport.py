@@ -32,6 +32,15 @@ def _result(record: dict[str, Any]) -> GradeResult:
     return GradeResult.from_json(record)
 
 
+def _defused(table: Any) -> Any:
+    """A spreadsheet runs a cell that starts with = + - @ as a formula (one that can send its
+    neighbours to a web address): such text cells get a leading apostrophe."""
+    def cell(value: Any) -> Any:
+        return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+    return table.map(cell)
+
+
 def grades_table(records: list[dict[str, Any]], due: datetime | None) -> Any:
     """One row per student and lab: ``student_id, lab, score, max_score``, the points of each
     check, ``late`` when a due date is set, then ``seconds`` and the first error."""
@@ -120,7 +129,7 @@ def class_report_html(records: list[dict[str, Any]]) -> str:
 
 def write_outputs(records: list[dict[str, Any]], out: Path, due: datetime | None) -> None:
     """grades.csv, feedback/<student>/<lab>.md and class_report.html in ``out``."""
-    grades_table(records, due).to_csv(out / "grades.csv", index=False, lineterminator="\n")
+    _defused(grades_table(records, due)).to_csv(out / "grades.csv", index=False, lineterminator="\n")
     for r in records:
         target = out / "feedback" / r["student_id"] / f"{r.get('lab') or Path(r['path']).stem}.md"
         target.parent.mkdir(parents=True, exist_ok=True)

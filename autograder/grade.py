@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -65,8 +66,21 @@ def cell_status(executed: NotebookNode) -> dict[str, tuple[bool, str | None]]:
     return status
 
 
-def student_errors(executed: NotebookNode) -> list[str]:
-    """The errors raised by the student's own cells, one line each."""
+#: Longest message or error line kept from what a submission controls (a run name, an
+#: exception text): a 100 MB run name must not become a 100 MB feedback file.
+MAX_TEXT = 300
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str, limit: int = MAX_TEXT) -> str:
+    """One line for a report: control characters (terminal escapes) out, at most ``limit``."""
+    text = _CONTROL_CHARS.sub("", str(text)).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def student_errors(executed: NotebookNode, known_ids: set[str] | None = None) -> list[str]:
+    """The errors raised by the student's own cells, one line each. A cell is named by its
+    grade_id only when the master has that cell (an added cell's id is the student's text)."""
     lines = []
     for cell in executed.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -74,9 +88,10 @@ def student_errors(executed: NotebookNode) -> list[str]:
             continue
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                where = grade_id(cell) or "an added cell"
+                gid = grade_id(cell)
+                where = gid if gid and (known_ids is None or gid in known_ids) else "an added cell"
                 detail = f": {out.get('evalue')}" if out.get("evalue") else ""
-                lines.append(f"{where} raised {out.get('ename')}{detail}")
+                lines.append(clean(f"{where} raised {out.get('ename')}{detail}"))
     return lines
 
 
@@ -140,7 +155,8 @@ def grade_notebook(
         if spec.run_code is not None and "error" not in ev:
             spec.run_code(ev, reference, inputs.dataset, runner)
         outcomes = judge(master, spec, ev, reference, cell_status(result.notebook), result.stopped)
-        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
+        known = {gid for gid in map(grade_id, master.cells) if gid}
+        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook, known)
         if "error" in ev:
             errors.append(ev["error"])
         return GradeResult(
@@ -217,6 +233,8 @@ def judge(
 def _outcome(check_id: str, max_points: float, own: CheckResult, status: dict[str, tuple[bool, str | None]],
              stopped: str | None) -> CheckOutcome:
     ran, error = status.get(check_id, (False, None))
+    own = CheckResult(own.passed, clean(own.message, 2 * MAX_TEXT))
+    error = clean(error) if error else error
     if not own.passed:
         passed, message = False, own.message
     elif not ran:

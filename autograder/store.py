@@ -87,7 +87,7 @@ def fresh_store(workdir: Path, template_db: Path) -> str:
 
 
 #: A submission's store larger than this is not read.
-MAX_STORE_BYTES = 512 << 20
+MAX_STORE_BYTES = 128 << 20
 
 
 def private_copy(workdir: Path, private: Path, extras: tuple[str, ...] = ()) -> str:

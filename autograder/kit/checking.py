@@ -34,6 +34,8 @@ from urllib.parse import unquote, urlparse
 MAX_ARTIFACT_BYTES = 20 << 20
 
 EXPECTED_DIR = Path(__file__).with_name("expected")
+#: A figure larger than this (about 4000 x 4000) is not decoded.
+MAX_FIGURE_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -286,11 +288,14 @@ def png_summary(data: bytes | None) -> dict[str, Any] | None:
 
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb is refused, not decoded
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            small = img.convert("L").resize((100, 100))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_FIGURE_PIXELS:  # a bomb is refused, not decoded
+                    return {"decodes": False}
+                img.load()
+                small = img.convert("L").resize((100, 100))
     except Exception:
         return {"decodes": False}
     pixels = list(small.getdata())
@@ -313,6 +318,24 @@ def predictions(tracking_uri: str, model_uri: str, rows: list[dict[str, Any]]) -
     model = mlflow.pyfunc.load_model(model_uri)
     frame = pd.DataFrame(rows)
     return [float(v) for v in np.asarray(model.predict(frame), dtype=float).ravel()]
+
+
+#: A plot: at least this many pixels a side, this share of it drawn on, and this many grey
+#: levels (axes, tick labels and anti-aliased marks give a matplotlib figure 70 or more; a
+#: filled square or a blank canvas has a handful). This says "a real figure", not "a plot
+#: of these predictions": what a figure shows is not checked beyond that.
+MIN_FIGURE_SIDE = 200
+MIN_DRAWN = 0.01
+MIN_LEVELS = 30
+
+
+def is_plot(figure: Mapping[str, Any]) -> bool:
+    """Whether a ``png_summary`` looks like a figure someone plotted."""
+    return (
+        min(figure["width"], figure["height"]) >= MIN_FIGURE_SIDE
+        and figure["drawn"] >= MIN_DRAWN
+        and figure.get("levels", 0) >= MIN_LEVELS
+    )
 
 
 # --- Small helpers for judgments and messages --------------------------------------------

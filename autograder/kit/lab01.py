@@ -21,6 +21,7 @@ from autograder.kit.checking import (
     artifact_names,
     client,
     experiment_record,
+    is_plot,
     judge_safely,
     load_expected,
     logged_models,
@@ -45,9 +46,6 @@ FIGURE = "pred_vs_actual.png"
 #: Relative tolerance for logged metrics: rounding to 3-4 significant digits passes,
 #: a metric computed on the training split or as MSE instead of RMSE does not.
 METRIC_RTOL = 1e-3
-#: A plot: at least this many pixels a side, and this share of it drawn on.
-MIN_FIGURE_SIDE = 200
-MIN_DRAWN = 0.01
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
@@ -221,7 +219,7 @@ def judge_figure(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     figure = ev.get("figure")
     if not figure or not figure.get("decodes"):
         return CheckResult(False, _msg("not_png", figure=FIGURE))
-    if min(figure["width"], figure["height"]) < MIN_FIGURE_SIDE or figure["drawn"] < MIN_DRAWN:
+    if not is_plot(figure):
         return CheckResult(False, _msg("not_a_plot", figure=FIGURE, **{k: figure[k] for k in ("width", "height",
                                                                                               "drawn")}))
     return CheckResult(True, _msg("figure_ok", run=run["name"], figure=FIGURE))

@@ -21,6 +21,7 @@ from autograder.kit.checking import (
     Judge,
     artifact_names,
     client,
+    is_plot,
     judge_safely,
     load_expected,
     names,
@@ -60,9 +61,6 @@ METRIC_RTOL = 1e-3
 SAME_RTOL = 1e-6
 #: How many runs started after the parent are read, to say where misplaced work went.
 LATER_RUNS = 50
-#: A plot: at least this many pixels a side, and this share of it drawn on.
-MIN_FIGURE_SIDE = 200
-MIN_DRAWN = 0.01
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
@@ -572,7 +570,7 @@ def judge_surface(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     figure = ev.get("surface")
     if not figure or not figure.get("decodes"):
         return CheckResult(False, _msg("not_png", figure=SURFACE))
-    if min(figure["width"], figure["height"]) < MIN_FIGURE_SIDE or figure["drawn"] < MIN_DRAWN:
+    if not is_plot(figure):
         return CheckResult(False, _msg("not_a_plot", figure=SURFACE,
                                        **{k: figure[k] for k in ("width", "height", "drawn")}))
     return CheckResult(True, _msg("surface_ok", run=run, figure=SURFACE))

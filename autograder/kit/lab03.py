@@ -24,6 +24,7 @@ from autograder.kit.checking import (
     artifact_names,
     client,
     experiment_record,
+    is_plot,
     judge_safely,
     load_expected,
     logged_models,
@@ -73,9 +74,6 @@ METRIC_RTOL = 1e-3
 #: A median single-row predict() takes far more than 10 µs and far less than a minute:
 #: outside this range the number is in seconds, or a batch time divided by its rows.
 LATENCY_RANGE_MS = (0.01, 60_000.0)
-#: A plot: at least this many pixels a side, and this share of it drawn on.
-MIN_FIGURE_SIDE = 200
-MIN_DRAWN = 0.01
 #: Rows of the test split the visible self-check asks each model about (the hidden one: all).
 SAMPLE_ROWS = 20
 #: Runs of the lab's experiment read, newest first (a few notebook runs make 5 each).
@@ -377,7 +375,7 @@ def judge_figure(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     figure = ev.get("figure")
     if not figure or not figure.get("decodes"):
         return CheckResult(False, _msg("not_png", figure=FIGURE))
-    if min(figure["width"], figure["height"]) < MIN_FIGURE_SIDE or figure["drawn"] < MIN_DRAWN:
+    if not is_plot(figure):
         return CheckResult(False, _msg("not_a_plot", figure=FIGURE,
                                        **{k: figure[k] for k in ("width", "height", "drawn")}))
     return CheckResult(True, _msg("figure_ok", parent=parent_name, figure=FIGURE))

@@ -26,6 +26,7 @@ from autograder.kit.checking import (
     Judge,
     artifact_names,
     client,
+    is_plot,
     judge_safely,
     load_expected,
     names,
@@ -81,9 +82,6 @@ REPORT_P_ATOL = 1e-9
 MAE_RTOL = 1e-4
 #: A model's predictions: the same forest gives the same numbers.
 PRED_TOL = 1e-6
-#: A plot: at least this many pixels a side, and this share of it drawn on.
-MIN_FIGURE_SIDE = 200
-MIN_DRAWN = 0.01
 #: Registry versions asked for predictions at most (the challenger, the one in service, ...).
 MAX_VERSIONS = 4
 
@@ -610,7 +608,7 @@ def _judge_one_report(batch: str, run: Mapping[str, Any], rules: Mapping[str, An
         return CheckResult(False, _msg("no_figure", run=name, file=DIST_FIGURE, found=found))
     if not figure.get("decodes"):
         return CheckResult(False, _msg("not_a_plot", run=name, file=DIST_FIGURE, what=_msg("not_png")))
-    if min(figure["width"], figure["height"]) < MIN_FIGURE_SIDE or figure["drawn"] < MIN_DRAWN:
+    if not is_plot(figure):
         what = _msg("too_small", **{k: figure[k] for k in ("width", "height", "drawn")})
         return CheckResult(False, _msg("not_a_plot", run=name, file=DIST_FIGURE, what=what))
     return None
