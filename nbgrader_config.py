@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from autograder.labkit import sqlite_uri
+from autograder.kit.labkit import sqlite_uri
 
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 

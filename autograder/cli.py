@@ -195,7 +195,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from autograder import course, labkit  # noqa: F401
+    from autograder import course
+    from autograder.kit import labkit
 
     uri = labkit.course_store_uri()
     if args.init and not (course.STORE_DIR / "mlflow.db").exists():

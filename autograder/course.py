@@ -28,7 +28,11 @@ class Lab:
     """One lab: its id (the folder and notebook name) and the module holding its checks."""
 
     lab_id: str
-    checks_module: str
+
+    @property
+    def kit_module(self) -> str:
+        """The lab's kit module (evidence, judgments, self-checks), which ships to students."""
+        return f"autograder.kit.lab{self.lab_id[:2]}"
 
     @property
     def master(self) -> Path:
@@ -48,11 +52,11 @@ class Lab:
 
 def discover_labs() -> dict[str, Lab]:
     """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb`` (or, in a student
-    bundle, a ``labs/NN_topic/NN_topic.ipynb``); its checks live in
-    ``autograder.checks.labNN``. Adding a lab is adding those two files."""
+    bundle, a ``labs/NN_topic/NN_topic.ipynb``). A lab's checks are its kit module
+    (``autograder/kit/labNN.py``) and its entry in ``autograder.references.SPECS``."""
     pattern = "[0-9][0-9]_*/[0-9][0-9]_*.ipynb"
     found = sorted({p.stem for d in (SOLUTIONS_DIR, LABS_DIR) for p in d.glob(pattern) if p.parent.name == p.stem})
-    return {stem: Lab(stem, f"autograder.checks.lab{stem[:2]}") for stem in found}
+    return {stem: Lab(stem) for stem in found}
 
 
 LABS: dict[str, Lab] = discover_labs()

@@ -8,7 +8,6 @@ the one a student cell cannot subvert from inside the kernel.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import re
@@ -42,15 +41,6 @@ from autograder.sandbox import DATA_MOUNT, Sandbox
 
 DEFAULT_CELL_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
-
-
-def _warm_checks(checks: Any, ctx: Any) -> None:
-    """Import MLflow and build the lab's reference while the notebook runs (in a thread),
-    so that scoring afterwards only reads the store."""
-    prepare = getattr(checks, "prepare", None)
-    if prepare is not None:
-        with contextlib.suppress(Exception):  # a failure here shows up again in the checks
-            prepare(ctx)
 
 
 def cell_status(executed: NotebookNode) -> dict[str, tuple[bool, str | None]]:
@@ -117,8 +107,6 @@ def grade_notebook(
     master = nbformat.read(lab.master, as_version=4)
     params = parameters_of(master)
     spec = spec_for(lab.lab_id)
-    if spec is None and not kit_exists(lab.lab_id):
-        return _grade_legacy(path, lab, master, params, submission, cell_timeout, total_timeout, keep_workdir, started)
     if spec is None:  # a student bundle: no references, so the self-checks on the course data
         spec, inputs = self_check_spec(lab.lab_id), hidden.course_inputs()
     inputs = inputs or hidden.hidden_inputs(hidden.new_seed())
@@ -179,16 +167,10 @@ def grade_notebook(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def kit_exists(lab_id: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(f"autograder.kit.lab{lab_id[:2]}") is not None
-
-
 def self_check_spec(lab_id: str) -> LabSpec:
     """Where the references are absent (the student bundle): judge by the notebook's own
     self-checks, which compare the student's run with the expected values the kit ships."""
-    lab = importlib.import_module(f"autograder.kit.lab{lab_id[:2]}")
+    lab = importlib.import_module(course.LABS[lab_id].kit_module)
     passed = CheckResult(True, "the self-check passed on your run (your instructor grades on hidden inputs)")
     checks = {check_id: (todo, lambda ev, exp: passed) for check_id, (todo, _) in lab.CHECKS.items()}
     shim = types.SimpleNamespace(PARAMS=lab.PARAMS, CHECKS=checks, evidence=lambda *a, **k: {})
@@ -244,58 +226,3 @@ def _outcome(check_id: str, max_points: float, own: CheckResult, status: dict[st
     else:
         passed, message = True, own.message
     return CheckOutcome(check_id, max_points if passed else 0.0, max_points, passed, message)
-
-
-def _grade_legacy(path: Path, lab: Any, master: NotebookNode, params: dict[str, Any], submission: NotebookNode,
-                  cell_timeout: float, total_timeout: float, keep_workdir: bool, started: float) -> GradeResult:
-    """Labs not yet split into kit and references: run unsandboxed, checks in this process.
-    (Being replaced lab by lab; see autograder/references/.)"""
-    checks = importlib.import_module(lab.checks_module)
-    workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
-    kernel = Kernel(workdir, store.store_uri(workdir))
-    try:
-        kernel.start()
-        rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
-        tracking_uri = store.fresh_store(workdir, store.template())
-        overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(course.MAIN_DATASET)}
-        from autograder.checks.base import LabContext
-
-        ctx = LabContext(tracking_uri, course.MAIN_DATASET, {**params, **overrides})
-        warm = threading.Thread(target=_warm_checks, args=(checks, ctx), daemon=True)
-        warm.start()
-        result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout)
-        warm.join()
-        outcomes = score(master, checks, ctx, cell_status(result.notebook), result.stopped)
-        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook)
-        return GradeResult(
-            path=str(path),
-            lab=lab.lab_id,
-            score=sum(o.points for o in outcomes),
-            max_score=sum(o.max_points for o in outcomes),
-            checks=outcomes,
-            errors=errors,
-            restored=rebuilt.restored,
-            seconds=round(time.perf_counter() - started, 2),
-        )
-    finally:
-        kernel.shutdown()
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def score(
-    master: NotebookNode,
-    checks: Any,
-    ctx: Any,
-    status: dict[str, tuple[bool, str | None]],
-    stopped: str | None,
-) -> list[CheckOutcome]:
-    """Score every graded cell of the master from its cell status and the grader's own check."""
-    outcomes = []
-    for check_id, max_points in graded_cells(master).items():
-        _, check = checks.CHECKS[check_id]
-        from autograder.checks.base import run_check
-
-        own = run_check(check, ctx, strict=True)
-        outcomes.append(_outcome(check_id, max_points, CheckResult(own.passed, own.message), status, stopped))
-    return outcomes

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autograder import course, labkit
+from autograder import course
+from autograder.kit import labkit
 
 # Every line the launcher prints, in one place (for translation).
 TEXT = {

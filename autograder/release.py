@@ -46,7 +46,6 @@ ENGINE_FILES = (
     "launch.py",
     "grade.py",
     "results.py",
-    "labkit.py",  # compatibility name for kit/labkit.py, imported by the labs not yet moved to the kit
 )
 #: Never shipped, whatever the lists above say: they hold reference implementations.
 NEVER_SHIPPED = ("checks", "references")

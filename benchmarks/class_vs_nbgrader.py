@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 
 from autograder.course import LABS  # noqa: E402
-from autograder.labkit import sqlite_uri  # noqa: E402
+from autograder.kit.labkit import sqlite_uri  # noqa: E402
 from tests.conftest import make_submission  # noqa: E402
 
 LAB = LABS["01_tracking"]

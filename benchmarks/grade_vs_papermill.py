@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import labkit  # noqa: E402
 from autograder.course import LABS  # noqa: E402
+from autograder.kit import labkit  # noqa: E402
 
 MASTER = LABS["01_tracking"].master
 BIN = Path(sys.executable).parent

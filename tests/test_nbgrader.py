@@ -13,7 +13,7 @@ import pytest
 
 from autograder.course import LABS, ROOT, Lab
 from autograder.grade import grade_notebook
-from autograder.labkit import sqlite_uri
+from autograder.kit.labkit import sqlite_uri
 from tests.conftest import make_submission, points
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import generate, labkit
+from autograder import generate
 from autograder.course import LABS, ROOT
+from autograder.kit import labkit
 from autograder.notebook import grade_id, graded_cells, parameters_of, restore
 from tests.conftest import LAB01, make_submission
 
@@ -41,13 +42,13 @@ def test_student_notebook_hides_solutions_and_hidden_tests(lab) -> None:
 
 @pytest.mark.parametrize("lab", LABS.values(), ids=lambda lab: lab.lab_id)
 def test_every_graded_cell_has_a_check_and_a_parameters_cell_exists(lab) -> None:
-    import importlib
 
     from autograder.labspec import spec_for
 
     master = nbformat.read(lab.master, as_version=4)
     spec = spec_for(lab.lab_id)
-    checks = spec.lab if spec is not None else importlib.import_module(lab.checks_module)
+    assert spec is not None, f"{lab.lab_id} has no references module"
+    checks = spec.lab
     assert list(graded_cells(master)) == list(checks.CHECKS)
     params = parameters_of(master)
     assert {"TRACKING_URI", "DATA_PATH", "SEED"} <= set(params)

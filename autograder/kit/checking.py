@@ -298,7 +298,7 @@ def png_summary(data: bytes | None) -> dict[str, Any] | None:
                 small = img.convert("L").resize((100, 100))
     except Exception:
         return {"decodes": False}
-    pixels = list(small.getdata())
+    pixels = list(small.tobytes())  # one byte a pixel in mode "L"
     background = max(set(pixels), key=pixels.count)
     drawn = sum(1 for p in pixels if abs(p - background) > 40) / len(pixels)
     return {"decodes": True, "width": img.width, "height": img.height, "drawn": drawn,

@@ -4,3 +4,27 @@ Never shipped to students and never visible inside a sandbox: these functions ho
 answers of the TODOs (a metric's recipe, a statistic's formula). Each lab module exposes
 ``SPEC``, a :class:`autograder.labspec.LabSpec`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autograder.labspec import LabSpec
+
+#: Every lab the grader can grade, and the module that declares it (``SPEC``). Imported on
+#: demand: a grading needs one lab's references, not six.
+MODULES: dict[str, str] = {
+    "01_tracking": "autograder.references.lab01",
+    "02_tuning": "autograder.references.lab02",
+    "03_comparison": "autograder.references.lab03",
+    "04_registry": "autograder.references.lab04",
+    "05_cicd": "autograder.references.lab05",
+    "06_drift": "autograder.references.lab06",
+}
+
+
+def spec(lab_id: str) -> LabSpec:
+    """The declared spec of one lab."""
+    return importlib.import_module(MODULES[lab_id]).SPEC

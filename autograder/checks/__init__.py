@@ -1,1 +1,0 @@
-"""Per-lab checks: plain functions over evidence, shared by notebooks and the grader."""
