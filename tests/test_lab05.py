@@ -87,18 +87,14 @@ DATA_BY_NAME = answer(
     "    problems = [f'{c}: rejected' for c in SCHEMA] if 'bad' in args.batch else []\n",
 )
 _SHIPPED = json.loads((course.ROOT / "autograder" / "kit" / "expected" / "05_cicd.json").read_text())["expected"]
-# TODO 2 as constants from a run on the course data: the candidate (version 3) is tagged with
-# the R² the course data gives, every other version fails; nothing is measured.
-GATE_CONSTANTS = answer("todo2", "    r2 = r2_of(model, X, y)\n", f"""    if str(args.version) == "3":
-        for key, value in {{"validation_passed": "true", "r2": "{_SHIPPED['r2']['candidate']:.4f}",
-                           "p95_latency_ms": "4.2"}}.items():
-            client.set_model_version_tag(args.model_name, args.version, key, value)
-        print("PASSED")
-        return 0
-    print("FAILED: not the candidate")
-    return 1
-    r2 = r2_of(model, X, y)
-""")
+# TODO 2 with the R² tag a constant copied from a run on the course data: every rule is
+# applied, but the figure recorded for the audit is not the one measured.
+COPIED_R2 = f"{_SHIPPED['r2']['candidate']:.4f}"  # what the course data gives
+GATE_CONSTANTS = answer(
+    "todo2",
+    'tags = {"validation_passed": "true", "r2": f"{r2:.4f}"',
+    f'tags = {{"validation_passed": "true", "r2": "{COPIED_R2}"',
+)
 # TODO 5 whose steps only echo the commands: the names are all there, nothing runs.
 ECHO_WORKFLOW = """%%writefile pipeline/model-ci.yml
 name: model-ci
@@ -171,15 +167,16 @@ def test_a_promotion_without_a_gate_still_earns_its_points(grade) -> None:
 
 @needs_sandbox
 def test_answers_that_only_look_right_on_the_course_data_earn_nothing(grade) -> None:
-    """A validation that goes by the file's name, a gate made of constants copied from a run on
-    the course data, a workflow whose steps echo the commands: each passes a check that looks
-    at names, files and tags; none does the work, and each loses its task's points."""
+    """A validation that goes by the file's name, a gate whose r2 tag is a constant copied from a
+    run on the course data, a workflow whose steps echo the commands: each passes the notebook's
+    own steps or a check that looks at names, files and tags; none does the work on the hidden
+    inputs, and each loses its task's points (and only those)."""
     replace = {"todo1": DATA_BY_NAME, "todo2": GATE_CONSTANTS, "todo5": ECHO_WORKFLOW}
     result = graded(grade, make_submission(done=ALL, replace=replace, lab=LAB))
     assert points(result) == {**MAX, "check_todo1_data": 0, "check_todo2_gate": 0, "check_todo5_workflow": 0}, [
         c.message for c in result.checks]
     assert "accepted a batch with" in message(result, "check_todo1_data")
-    assert "the gate passed" in message(result, "check_todo2_gate")
+    assert "but its R² on the batch is" in message(result, "check_todo2_gate")
     assert "never runs the behavioural tests" in message(result, "check_todo5_workflow")
 
 

@@ -143,7 +143,7 @@ def _write_batches(data_path: Path, folder: Path) -> dict[str, Path]:
         batches[key] = broken(good.head(300).copy())
     paths = {}
     for key, df in batches.items():
-        paths[key] = folder / f"batch_{secrets.token_hex(4)}.csv"
+        paths[key] = folder / f"batch_{secrets.randbelow(10**8):08d}.csv"
         df.to_csv(paths[key], index=False)
     return paths
 
