@@ -126,7 +126,7 @@ def grade_notebook(
     runner = SandboxRunner(workdir, tracking_uri, box)
     try:
         kernel.start()
-        if spec.run_code is not None:
+        if spec.predicts:
             runner.warm()
         rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
         overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}

@@ -156,6 +156,9 @@ class LabSpec:
     #: SQL the lab's own set-up adds to the store (tables, triggers), which the grader
     #: accepts there; anything else beyond MLflow's schema is refused unread.
     store_extras: tuple[str, ...] = ()
+    #: The lab's ``run_code`` asks for models' predictions: start a prediction process while
+    #: the notebook runs, so that its imports are paid then.
+    predicts: bool = False
 
 
 def spec_for(lab_id: str) -> LabSpec | None:

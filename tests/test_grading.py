@@ -121,21 +121,25 @@ def test_a_cell_that_kills_the_kernel_costs_only_the_points_after_it(grade) -> N
     assert "kernel died" in result.errors[0]
 
 
-def test_a_process_the_notebook_leaves_running_is_stopped(grade, tmp_path: Path) -> None:
-    import psutil
-
+def test_a_process_the_notebook_leaves_running_is_stopped(grade) -> None:
     # A session of its own, as a careful server launcher makes: killing the kernel's
-    # process group does not reach it.
-    pid_file = tmp_path / "server.pid"
+    # process group does not reach it. It names itself, so that it can be found in /proc.
     server = (
         "import subprocess, sys\n"
-        "server = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
-        f"open({str(pid_file)!r}, 'w').write(str(server.pid))"
+        "code = 'import ctypes, time; ctypes.CDLL(None).prctl(15, b\"left-server\", 0, 0, 0); time.sleep(600)'\n"
+        "server = subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
     )
     result = grade(make_submission(done={1}, add_after={"todo1": server}))
     assert points(result)["check_todo1_experiment"] == 1
-    pid = int(pid_file.read_text())
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _named(p, "left-server")]
+    assert alive == []
+
+
+def _named(proc: Path, name: str) -> bool:
+    try:
+        return (proc / "comm").read_text().strip() == name
+    except OSError:
+        return False
 
 
 def test_a_model_logged_after_a_failed_attempt_counts(grade) -> None:

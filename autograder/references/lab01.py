@@ -58,4 +58,4 @@ def run_code(ev: dict[str, Any], exp: Mapping[str, Any], data_path: Path, runner
     model.update(answer)
 
 
-SPEC = LabSpec(lab=lab01, expected=expected, run_code=run_code)
+SPEC = LabSpec(lab=lab01, expected=expected, run_code=run_code, predicts=True)

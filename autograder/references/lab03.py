@@ -103,4 +103,4 @@ def run_code(ev: dict[str, Any], exp: Mapping[str, Any], data_path: Path, runner
         model.update(runner.predict(model["uri"], rows))
 
 
-SPEC = LabSpec(lab=lab03, expected=expected, run_code=run_code)
+SPEC = LabSpec(lab=lab03, expected=expected, run_code=run_code, predicts=True)

@@ -196,4 +196,4 @@ def run_code(ev: dict[str, Any], exp: Mapping[str, Any], data_path: Path, runner
         registry["predictions"][str(version)] = runner.predict(f"models:/{registry['name']}/{version}", rows)
 
 
-SPEC = LabSpec(lab=lab06, expected=expected, run_code=run_code)
+SPEC = LabSpec(lab=lab06, expected=expected, run_code=run_code, predicts=True)
