@@ -8,7 +8,6 @@ at about half of a Lab 01 run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder import capped
+from autograder.processes import kill_all
 from autograder.sandbox import Limits, Sandbox
 from autograder.sandbox import python as sandbox_python
 
@@ -183,15 +183,6 @@ def _sandboxed_manager(workdir: Path, sandbox: Sandbox) -> Any:
     km.kernel_spec.interrupt_mode = "message"
     capped.limit_messages(km, sandbox.limits.message_bytes)
     return km
-
-
-def kill_all(processes: list[Any]) -> None:
-    import psutil
-
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(processes, timeout=5)
 
 
 def execute(

@@ -9,7 +9,6 @@ however it ends.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from autograder import course
 from autograder.kit import labkit
+from autograder.processes import kill_all, tree
 
 # Every line the launcher prints, in one place (for translation).
 TEXT = {
@@ -51,21 +51,8 @@ def ui_command(uri: str, port: int) -> list[str]:
 
 
 def stop_tree(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process and every process it started."""
-    import psutil
-
-    try:
-        root = psutil.Process(process.pid)
-        tree = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for proc in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
+    """Stop a process and every process it started (politely first: the UI saves its state)."""
+    kill_all(tree(process.pid), grace=5)
 
 
 def lab(port: int) -> int:

@@ -44,6 +44,7 @@ ENGINE_FILES = (
     "hidden.py",
     "labspec.py",
     "launch.py",
+    "processes.py",
     "grade.py",
     "results.py",
 )
