@@ -178,6 +178,17 @@ def logged_models(mlflow_client: Any, run_id: str) -> list[dict[str, Any]]:
     return sorted(records, key=lambda m: m["created"])
 
 
+def version_run_name(mlflow_client: Any, mv: Any) -> str | None:
+    """The name of the run that logged a registered version's model (None if unknown)."""
+    run_id = mv.run_id
+    try:
+        if not run_id and str(mv.source).startswith("models:/"):
+            run_id = mlflow_client.get_logged_model(str(mv.source).split("/")[1]).source_run_id
+        return mlflow_client.get_run(run_id).info.run_name if run_id else None
+    except Exception:  # a deleted run or model: the version has no known role
+        return None
+
+
 def newest_ready(models: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest READY model: a failed ``log_model`` (e.g. untrusted skops types) leaves a
     FAILED one behind, and a student who then fixes the call is graded on the one that worked."""

@@ -39,6 +39,7 @@ from autograder.kit.checking import (
     read_artifact,
     report,
     runs,
+    version_run_name,
 )
 
 LAB = "04_registry"
@@ -275,17 +276,6 @@ def alias_moves(tracking_uri: str, name: str) -> list[list[Any]] | None:
 # --- Evidence -----------------------------------------------------------------------------
 
 
-def _run_name(mlflow_client: Any, mv: Any) -> str | None:
-    """The name of the run that logged a version's model."""
-    run_id = mv.run_id
-    try:
-        if not run_id and str(mv.source).startswith("models:/"):
-            run_id = mlflow_client.get_logged_model(str(mv.source).split("/")[1]).source_run_id
-        return mlflow_client.get_run(run_id).info.run_name if run_id else None
-    except Exception:  # a deleted run or model: the version has no known role
-        return None
-
-
 def registry_record(mlflow_client: Any, tracking_uri: str, name: str) -> dict[str, Any]:
     """One registered model as plain data: its versions (role, tags, stage), aliases and alias moves."""
     found = mlflow_client.search_registered_models(filter_string=f"name = '{name}'")
@@ -293,7 +283,7 @@ def registry_record(mlflow_client: Any, tracking_uri: str, name: str) -> dict[st
         others = [m.name for m in mlflow_client.search_registered_models(max_results=20)]
         return {"name": name, "exists": False, "others": others}
     versions = [
-        {"version": int(mv.version), "role": _run_name(mlflow_client, mv), "tags": dict(mv.tags or {}),
+        {"version": int(mv.version), "role": version_run_name(mlflow_client, mv), "tags": dict(mv.tags or {}),
          "stage": mv.current_stage}
         for mv in mlflow_client.search_model_versions(f"name = '{name}'")
     ]

@@ -37,6 +37,7 @@ from autograder.kit.checking import (
     read_artifact,
     report,
     runs,
+    version_run_name,
 )
 
 LAB = "06_drift"
@@ -410,7 +411,7 @@ def _registry(mlflow_client: Any, params: Mapping[str, Any], retrain: dict[str, 
     registry["aliases"] = {alias: int(v) for alias, v in (found[0].aliases or {}).items()}
     versions = mlflow_client.search_model_versions(f"name = '{name}'")
     registry["versions"] = sorted(
-        ({"version": int(v.version), "run": _run_name(mlflow_client, v)} for v in versions),
+        ({"version": int(v.version), "run": version_run_name(mlflow_client, v)} for v in versions),
         key=lambda v: v["version"],
     )
     initial = [v["version"] for v in registry["versions"] if v["run"] == params["INITIAL_RUN"]]
@@ -419,17 +420,6 @@ def _registry(mlflow_client: Any, params: Mapping[str, Any], retrain: dict[str, 
     registry["to_predict"] = list(dict.fromkeys(v for v in wanted if v is not None))[:MAX_VERSIONS]
     registry["predictions"] = {}  # version -> {"predictions": [...]} or {"prediction_error": ...}
     return registry
-
-
-def _run_name(mlflow_client: Any, mv: Any) -> str | None:
-    """The name of the run that logged a version's model."""
-    run_id = mv.run_id
-    try:
-        if not run_id and str(mv.source).startswith("models:/"):
-            run_id = mlflow_client.get_logged_model(str(mv.source).split("/")[1]).source_run_id
-        return mlflow_client.get_run(run_id).info.run_name if run_id else None
-    except Exception:  # a deleted run or model: the version has no known role
-        return None
 
 
 def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
