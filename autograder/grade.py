@@ -8,6 +8,7 @@ the one a student cell cannot subvert from inside the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -132,9 +133,7 @@ def grade_notebook(
         overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}
         full = {**params, **overrides}
         reference: dict[str, Any] = {}
-        ref_thread = threading.Thread(
-            target=lambda: reference.update(spec.expected(inputs.dataset, full)), daemon=True
-        )
+        ref_thread = threading.Thread(target=_prepare, args=(spec, inputs.dataset, full, reference), daemon=True)
         ref_thread.start()
         result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout, private)
         kernel.shutdown()  # the sandbox and everything in it end here
@@ -165,6 +164,15 @@ def grade_notebook(
         shutil.rmtree(private, ignore_errors=True)
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _prepare(spec: LabSpec, dataset: Path, params: dict[str, Any], into: dict[str, Any]) -> None:
+    """While the notebook runs: compute the references, and import what reading the store
+    will need (MLflow's client takes seconds to import, after the notebook otherwise)."""
+    into.update(spec.expected(dataset, params))
+    with contextlib.suppress(Exception):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow import MlflowClient  # noqa: F401
 
 
 def self_check_spec(lab_id: str) -> LabSpec:

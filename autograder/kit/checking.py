@@ -316,6 +316,26 @@ def png_summary(data: bytes | None) -> dict[str, Any] | None:
             "levels": len(set(pixels))}
 
 
+def _local_model(tracking_uri: str, model_uri: str) -> str | None:
+    """Where a logged model (``models:/m-...``) of a SQLite store lies on disk, read from the
+    store directly: MLflow's own resolution opens the whole tracking store first, a second
+    or more of a grading's critical path. None for anything else (a registered name, a
+    remote store): MLflow resolves those."""
+    import sqlite3
+
+    from autograder.kit.labkit import sqlite_path
+
+    db, model_id = sqlite_path(tracking_uri), model_uri.removeprefix("models:/")
+    if db is None or not model_uri.startswith("models:/m-") or "/" in model_id:
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT artifact_location FROM logged_models WHERE model_id = ?", (model_id,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 def predictions(tracking_uri: str, model_uri: str, rows: list[dict[str, Any]]) -> list[float]:
     """A logged model's predictions on ``rows`` (records of feature values).
 
@@ -326,7 +346,7 @@ def predictions(tracking_uri: str, model_uri: str, rows: list[dict[str, Any]]) -
     import pandas as pd
 
     mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = mlflow.pyfunc.load_model(_local_model(tracking_uri, model_uri) or model_uri)
     frame = pd.DataFrame(rows)
     return [float(v) for v in np.asarray(model.predict(frame), dtype=float).ravel()]
 

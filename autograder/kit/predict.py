@@ -14,7 +14,10 @@ import json
 import sys
 
 import mlflow.pyfunc  # noqa: F401  (imported ahead, while the process waits for its job)
+import mlflow.sklearn  # noqa: F401  (the course's models are scikit-learn ones, saved with skops)
 import pandas  # noqa: F401
+import sklearn.ensemble  # noqa: F401
+import skops.io  # noqa: F401
 
 from autograder.kit.checking import predictions, quiet
 
