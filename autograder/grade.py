@@ -116,16 +116,16 @@ def grade_notebook(
     tracking_uri = store.store_uri(workdir)
     box = Sandbox(workdir, data=inputs.data_dir, slot=slot, extra_env={"MLFLOW_TRACKING_URI": tracking_uri}) \
         if sandboxed else None
-    if box is not None:
-        box.confine()
-    store.fresh_store(workdir, store.template())
-    (workdir / ".tmp").mkdir()
-    if box is not None:
-        box.prepare()
     data_seen = Path(DATA_MOUNT) / inputs.dataset.name if box else inputs.dataset
     kernel = Kernel(workdir, tracking_uri, box)
     runner = SandboxRunner(workdir, tracking_uri, box)
     try:
+        if box is not None:
+            box.confine()  # before anything is written in the folder (it may become a tmpfs)
+        store.fresh_store(workdir, store.template())
+        (workdir / ".tmp").mkdir()
+        if box is not None:
+            box.prepare()
         kernel.start()
         if spec.predicts:
             runner.warm()
