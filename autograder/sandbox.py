@@ -215,6 +215,9 @@ class Sandbox:
                 args += ["--symlink", os.readlink(Path("/", link)), f"/{link}"]
             elif Path("/", link).is_dir():
                 args += ["--ro-bind", f"/{link}", f"/{link}"]
+        # bwrap would make /etc mode 0700 (root's), and the sandbox's user could read none of
+        # the entries bound below (git, for one, stops when /etc/gitconfig cannot be checked).
+        args += ["--perms", "0755", "--dir", "/etc"]
         for name in _ETC:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         made: set[str] = set()
