@@ -22,6 +22,7 @@ MODULES: dict[str, str] = {
     "04_registry": "autograder.references.lab04",
     "05_cicd": "autograder.references.lab05",
     "06_drift": "autograder.references.lab06",
+    "07_versioning": "autograder.references.lab07",
 }
 
 
