@@ -975,13 +975,38 @@ def judge_version(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     failure = _judge_lock(locks[0], "v2", tuned, exp) or _judge_pushed(ev, _newest_of(commits, v2) or locks[0])
     if failure:
         return failure
+    name = TRAIN_RUNS["v2"]
+    run, failure = _run_named(ev, name)
+    if failure:
+        return failure
+    failure = _points_at_v2(ev, commits, run, v1, v2)
+    if failure:
+        return failure
     registry = ev.get("registry") or {}
     champion = (registry.get("aliases") or {}).get("champion")
-    name = TRAIN_RUNS["v2"]
     if champion is None or champion != _version_of(ev, name):
         return CheckResult(False, _msg("no_champion", name=exp["model_name"], run=name,
                                        found=", ".join(f"{k}={v}" for k, v in (registry.get("aliases") or {}).items()) or "none"))
     return CheckResult(True, _msg("version_ok", md5=v2, mae=_mae(locks[0])))
+
+
+def _points_at_v2(ev: Evidence, commits: list[dict[str, Any]], run: Mapping[str, Any], v1: str | None,
+                  v2: str) -> CheckResult | None:
+    """The run of the second version leads to it, wherever log_training (TODO 4, judged there)
+    records that lineage for the first version: its digest, then its commit."""
+    first = (ev.get("runs") or {}).get(TRAIN_RUNS["v1"]) or {}
+    first_digest = (first.get("datasets") or [{}])[0].get("digest")
+    digest = (run.get("datasets") or [{}])[0].get("digest")
+    if first_digest is not None and first_digest == v1 and digest != v2:
+        return CheckResult(False, _msg("wrong_digest", run=run["name"], found=digest, expected=v2))
+    by_sha = {c["sha"]: c for c in commits}
+    first_commit = by_sha.get((first.get("tags") or {}).get(COMMIT_TAG) or "")
+    sha = run["tags"].get(COMMIT_TAG)
+    if first_commit is not None and _data_md5(first_commit) == v1 and _data_md5(by_sha.get(sha or "", {"content": {}})) != v2:
+        found = _data_md5(by_sha[sha]) if sha in by_sha else "no commit of this repository"
+        return CheckResult(False, _msg("commit_mismatch", run=run["name"], sha=_short(sha), file=DVC_FILE, found=found,
+                                       digest=v2))
+    return None
 
 
 def judge_answer(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
