@@ -261,15 +261,21 @@ def test_without_references_the_checks_judge_the_work_against_itself(tmp_path: P
     assert all(judged(ev, bare).values()), {c: j(ev, bare).message for c, (_, j) in lab07.CHECKS.items()}
 
 
-def test_an_untouched_notebook_fails_every_check_with_a_message(tmp_path: Path) -> None:
-    (tmp_path / PARAMS["PROJECT_DIR"] / "src").mkdir(parents=True)
+@needs_git
+def test_an_untouched_notebook_fails_every_check_with_a_message_of_its_own(tmp_path: Path) -> None:
+    """What the set-up leaves: a repository without commits, no remote, no runs."""
+    Project(tmp_path)
     ev = {"project": PARAMS["PROJECT_DIR"], "remote_dir": PARAMS["REMOTE_DIR"],
           "repo": lab07.read_repository(tmp_path / PARAMS["PROJECT_DIR"], tmp_path),
           "remote": lab07.read_remote(tmp_path / PARAMS["REMOTE_DIR"], tmp_path), "answer": None,
           "runs": {}, "run_names": [], "registry": {"name": PARAMS["MODEL_NAME"], "exists": False}}
+    messages = set()
     for check, (_, judge) in lab07.CHECKS.items():
         result = judge(ev, expected())
         assert not result.passed and len(result.message) > 30, (check, result.message)
+        messages.add(result.message)
+    assert len(messages) == len(lab07.CHECKS), messages
+    assert not lab07.read_repository(tmp_path / "elsewhere", tmp_path)["exists"]
 
 
 @needs_git
@@ -507,7 +513,9 @@ def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB07), inputs=hidden.hidden_inputs(SEED))
     assert (result.score, result.max_score) == (0, sum(MAX.values()))
-    assert len({c.message for c in result.checks}) >= 3
+    assert len({c.message for c in result.checks}) == len(MAX), [c.message for c in result.checks]
+    assert "dvc add" in result_message(result, "check_todo1_track")
+    assert "log_training('train-v1')" in result_message(result, "check_todo4_lineage")
     raised = {e.split()[0] for e in result.errors if "NotImplementedError" in e}
     assert {f"todo{n}" for n in ALL} <= raised, result.errors
 

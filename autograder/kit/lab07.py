@@ -106,7 +106,6 @@ MESSAGES = {
         "there is no Git repository in '{project}' (found: {found}). Run the set-up cell, which makes the "
         "folder and runs git init, then this task's cell."
     ),
-    "no_commits": "the repository in '{project}' has no commit yet. Commit with sh('git commit -m \"...\"').",
     "no_dvc_file": (
         "no commit holds '{file}'. Track the data with sh('dvc add {data}'), then git add the .dvc file "
         "(and the .gitignore files) and commit."
@@ -611,10 +610,7 @@ def _repo(ev: Evidence) -> tuple[list[dict[str, Any]], CheckResult | None]:
     repo = ev.get("repo") or {}
     if not repo.get("exists"):
         return [], CheckResult(False, _msg("no_project", project=ev.get("project"), found=repo.get("found", "nothing")))
-    commits = repo.get("commits") or []
-    if not commits:
-        return [], CheckResult(False, _msg("no_commits", project=ev.get("project")))
-    return commits, None
+    return repo.get("commits") or [], None
 
 
 def _data_md5(commit: Mapping[str, Any]) -> str | None:
@@ -882,11 +878,11 @@ def judge_remote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return failure
     v1 = _v1_md5(commits, exp)
     newest = _newest_of(commits, v1)
-    if newest is None:
-        return CheckResult(False, _msg("no_dvc_file", file=DVC_FILE, data=DATA_FILE))
-    failure = _judge_pushed(ev, newest)
+    failure = _judge_pushed(ev, newest or {"content": {}, "sha": ""})
     if failure:
         return failure
+    if newest is None:
+        return CheckResult(False, _msg("no_dvc_file", file=DVC_FILE, data=DATA_FILE))
     return CheckResult(True, _msg("remote_ok", count=len(set(_lock_hashes(newest).values()))))
 
 
