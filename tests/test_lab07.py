@@ -162,6 +162,8 @@ def solution_history(work: Path) -> Project:
     p.track("v2")
     p.lock("v2", tuned)
     p.commit("v2", "feat(data): append the second batch", ".")
+    p.git("checkout", "-q", p.commits["tuned"])  # Task 8 goes back, then returns
+    p.git("checkout", "-q", "main")
     return p
 
 
@@ -186,7 +188,7 @@ def evidence_of(p: Project, runs: dict | None = None, registry: dict | None = No
                              "tags": {"git_commit": p.commits["tuned"]}, "datasets": []},
         }
     ev["runs"], ev["run_names"] = runs, sorted(runs)
-    if registry is None and not runs:
+    if registry is None and "train-v1" not in runs:
         registry = {"name": PARAMS["MODEL_NAME"], "exists": False}
         answer = answer or {}
     if registry is None:
@@ -440,6 +442,48 @@ def test_a_reproduction_that_did_not_go_back_costs_task_8_only(tmp_path: Path) -
     ev["runs"]["reproduce-v1"]["tags"]["git_commit"] = p.commits["v2"]
     only_failed(ev, 8)
     assert "not a commit of the first data version" in message(ev, 8)
+
+
+@needs_git
+def test_a_metric_copied_from_the_training_run_without_going_back_costs_task_8(tmp_path: Path) -> None:
+    """The cheap way out: log train-v1's own mae and commit, never check that commit out."""
+    p = Project(tmp_path)
+    p.write(".gitignore", GITIGNORE)
+    p.track("v1")
+    p.write("dvc.yaml", PIPELINE)
+    p.lock("v1", PARAMS["TUNED_N_ESTIMATORS"])
+    p.commit("tuned", "feat: pipeline", ".")
+    ev = evidence_of(p, runs={"reproduce-v1": {
+        "name": "reproduce-v1", "params": {}, "metrics": {"mae": shipped()["mae"]["v1_60"]},
+        "tags": {"git_commit": p.commits["tuned"]}, "datasets": []}})
+    assert ev["repo"]["checkouts"] == []
+    assert "never checked out" in message(ev, 8)
+    p.git("checkout", "-q", p.commits["tuned"])
+    assert lab07.judge_reproduce(evidence_of(p, runs=ev["runs"]), expected()).passed
+
+
+@needs_git
+def test_a_dvc_file_with_a_made_up_hash_or_a_lock_edited_by_hand_fails(tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    p.write(".gitignore", GITIGNORE)
+    p.write("data/metrics.csv.dvc", {"outs": [{"md5": "0123456789abcdef0123456789abcdef", "path": "metrics.csv"}]})
+    p.commit("track", "feat(data): track", ".")
+    assert "0123456789abcdef" in message(evidence_of(p, runs={}), 1)
+    # the tuned value written into params.yaml and dvc.lock by hand: metrics.json is the old one
+    p = solution_history(tmp_path / "again")
+    tuned = PARAMS["TUNED_N_ESTIMATORS"]
+    for c in ("tuned", "v2"):
+        p.commits.pop(c)
+    p.git("reset", "-q", "--hard", "HEAD~2")
+    mae_before = json.loads((p.root / "metrics.json").read_text())["mae"]
+    lock = yaml.safe_load((p.root / "dvc.lock").read_text())
+    lock["stages"]["train"]["params"]["params.yaml"]["train.n_estimators"] = tuned
+    p.write("dvc.lock", lock)
+    p.write("params.yaml", p.params(tuned))
+    p.commit("tuned", "perf(train): more trees", ".")
+    ev = evidence_of(p, runs={})
+    assert f"{mae_before:.4f}" in message(ev, 3) and not judged(ev)["check_todo3_params"]
+    assert judged(ev)["check_todo2_pipeline"]
 
 
 @needs_git

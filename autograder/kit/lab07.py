@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import os
 import re
 import zlib
@@ -263,6 +264,10 @@ MESSAGES = {
         "run '{run}' has the tag '{tag}'={found}, which is not a commit of the first data version "
         "(md5 {md5}): log the commit you reproduced (git rev-parse HEAD while it is checked out)."
     ),
+    "not_checked_out": (
+        "run '{run}' names commit {sha}, but the repository was never checked out at it (git's reflog "
+        "has no such checkout). Reproduce by going back: sh('git checkout <commit>'), then DVC."
+    ),
     "reproduce_ok": "the first data version was reproduced at commit {sha}: mae={mae:.2f}, as when it was trained.",
     "could_not_read": "the repository could not be read: {error}",
 }
@@ -376,7 +381,7 @@ class GitReader:
                 continue
             if not folder.is_dir() or folder.is_symlink():
                 continue
-            for entry in sorted(folder.iterdir())[:100]:
+            for entry in _entries(folder, 100):
                 text = self._read(f"refs/{kind}/{entry.name}", 100)
                 if text and re.fullmatch(rb"[0-9a-f]{40}\s*", text):
                     found[f"refs/{kind}/{entry.name}"] = text.decode().strip()
@@ -474,7 +479,18 @@ def read_repository(project: Path, confine_to: Path | None = None) -> dict[str, 
                     data, error = parse_yaml(blob)  # JSON is YAML too
                     content[path] = data if error is None else {"_error": error}
         record["content"] = content
-    return {"exists": True, "refs": refs, "commits": _ordered(commits)}
+    return {"exists": True, "refs": refs, "commits": _ordered(commits), "checkouts": _checkouts(reader)}
+
+
+def _checkouts(reader: GitReader) -> list[str]:
+    """The commits HEAD was moved to by ``git checkout`` (or switch), from the reflog."""
+    found = []
+    for line in (reader._read("logs/HEAD", MAX_TEXT_BYTES) or b"").decode("utf-8", "replace").splitlines():
+        fields, _, message = line.partition("\t")
+        parts = fields.split(" ")
+        if len(parts) > 2 and message.startswith(("checkout:", "switch:")) and re.fullmatch(r"[0-9a-f]{40}", parts[1]):
+            found.append(parts[1])
+    return found
 
 
 def _ordered(commits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -493,6 +509,12 @@ def _ordered(commits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _entries(folder: Path, limit: int) -> list[Path]:
+    """At most ``limit`` entries of a folder, without listing a huge one whole."""
+    with os.scandir(folder) as found:
+        return sorted(Path(e.path) for e in itertools.islice(found, limit))
+
+
 def read_remote(remote: Path, confine_to: Path | None = None) -> dict[str, Any]:
     """The md5s the remote holds: files ``files/md5/ab/cdef...`` whose content has that md5."""
     root = remote / "files" / "md5"
@@ -501,10 +523,10 @@ def read_remote(remote: Path, confine_to: Path | None = None) -> dict[str, Any]:
     if not root.is_dir() or root.is_symlink():
         return {"exists": remote.is_dir(), "hashes": [], "files": 0}
     hashes, seen = [], 0
-    for folder in sorted(root.iterdir()):
+    for folder in _entries(root, 256):
         if not re.fullmatch(r"[0-9a-f]{2}", folder.name) or folder.is_symlink() or not folder.is_dir():
             continue
-        for entry in sorted(folder.iterdir()):
+        for entry in _entries(folder, MAX_REMOTE_FILES):
             seen += 1
             if seen > MAX_REMOTE_FILES:
                 break
@@ -1041,6 +1063,8 @@ def judge_reproduce(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     commit = next((c for c in commits if sha and c["sha"] == sha), None)
     if commit is None or _data_md5(commit) != v1:
         return CheckResult(False, _msg("reproduce_commit", run=REPRODUCE_RUN, tag=COMMIT_TAG, found=sha, md5=v1))
+    if sha not in (ev.get("repo") or {}).get("checkouts", []):
+        return CheckResult(False, _msg("not_checked_out", run=REPRODUCE_RUN, sha=_short(sha)))
     n = _lock_param(commit, "train.n_estimators")
     want = (exp.get("mae") or {}).get(f"v1_{n}")
     if want is None and exp.get("mae") is None:
