@@ -67,11 +67,13 @@ grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=
 release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),)
 
-test: setup ## Run the course's test suite (executes every lab; a few minutes)
-	$(PY) -m pytest
+# One pytest worker per core (pytest-xdist); each distinct notebook is graded once per session
+# and the result shared between workers (tests/conftest.py).
+test: setup ## Run the course's test suite (executes and grades every lab; about 15 minutes on 2 cores)
+	$(PY) -m pytest -n auto
 
-test-fast: setup ## Only the tests that execute no notebook (seconds, for the edit-test loop)
-	$(PY) -m pytest -m "not slow"
+test-fast: setup ## Only the tests that execute no notebook (under 2 minutes, for the edit-test loop)
+	$(PY) -m pytest -n auto -m "not slow"
 
 bench: setup ## Time the grader: vs a bare papermill run, and a class vs nbgrader autograde
 	$(PY) benchmarks/grade_vs_papermill.py

@@ -2,25 +2,58 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
+from filelock import FileLock
 from nbformat import NotebookNode
 
+from autograder import sandbox
 from autograder.course import LABS, Lab
 from autograder.grade import GradeResult, grade_notebook
+from autograder.hidden import HiddenInputs
 from autograder.notebook import grade_id
 
 LAB01 = LABS["01_tracking"]
 _MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 
 
+def grading(test: Callable[..., None]) -> Callable[..., None]:
+    """Marks a test that executes a notebook in the sandbox: slow (``make test-fast`` leaves it
+    out), and skipped, with the reason, where bubblewrap is missing (``.ci/run`` installs it)."""
+    needs_bwrap = pytest.mark.skipif(sandbox.unavailable_reason() is not None,
+                                     reason=f"needs bubblewrap: {sandbox.unavailable_reason()}")
+    return pytest.mark.slow(needs_bwrap(test))
+
+
 def solution_code(master_cell: NotebookNode) -> str:
     """What a student who solved the TODO would have in the cell: the answer, no markup."""
     return _MARKERS.sub("", master_cell.source)
+
+
+#: The partial submission of each lab that its tests grade, where one of them needs a particular
+#: set (Lab 05: a promotion without a gate; Lab 06: monitoring without the data-drift tasks;
+#: Lab 07: the first half, as each task builds on the one before).
+PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "05_cicd": {1, 4}, "06_drift": {4, 5, 6},
+                               "07_versioning": {1, 2, 3, 4}}
+
+
+def partial_todos(lab: Lab) -> set[int]:
+    """The TODOs done in ``lab``'s partial submission: ``PARTIAL``'s, else every other TODO (the
+    2nd, 4th, ...). The per-lab tests and the nbgrader test grade this same notebook, so it is
+    executed once per session."""
+    if lab.lab_id in PARTIAL:
+        return PARTIAL[lab.lab_id]
+    todos = sorted(int(gid[4:]) for c in nbformat.read(lab.master, as_version=4).cells
+                   if (gid := grade_id(c) or "").startswith("todo"))
+    return set(todos[1::2])
 
 
 def make_submission(
@@ -52,14 +85,49 @@ def make_submission(
     return nb
 
 
-@pytest.fixture
-def grade(tmp_path: Path) -> Callable[..., GradeResult]:
-    """Write a notebook into tmp_path and grade it in-process."""
+def _worker_number() -> int:
+    """0 for a serial run, N for pytest-xdist's worker ``gwN``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker[2:].isdigit() else 0
 
-    def _grade(nb: NotebookNode, name: str | None = None, **kwargs: float) -> GradeResult:
-        path = tmp_path / (name or f"{nb.metadata['course']['lab']}.ipynb")
-        nbformat.write(nb, path)
-        return grade_notebook(path, **kwargs)
+
+@pytest.fixture(scope="session")
+def graded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every xdist worker of this session (their base temps are siblings),
+    where each distinct grading's result is kept once."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "graded-once"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def grading_key(nb: NotebookNode, name: str, kwargs: dict[str, Any]) -> str:
+    """What makes two gradings the same: the notebook's content, its file name and the
+    options. No ``inputs`` means "fresh hidden inputs", which one draw per session serves."""
+    options = {k: (v.seed if isinstance(v, HiddenInputs) else v) for k, v in sorted(kwargs.items())}
+    text = json.dumps([nbformat.writes(nb), name, options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@pytest.fixture
+def grade(tmp_path: Path, graded_cache: Path) -> Callable[..., GradeResult]:
+    """Grade a notebook in-process, once per session: a test that grades the same notebook
+    with the same options as an earlier test (in any xdist worker) gets that result. Each
+    worker grades with its own sandbox slot (uid), as the class grader's workers do."""
+
+    def _grade(nb: NotebookNode, name: str | None = None, **kwargs: Any) -> GradeResult:
+        name = name or f"{nb.metadata['course']['lab']}.ipynb"
+        key = grading_key(nb, name, kwargs)
+        record = graded_cache / f"{key}.json"
+        with FileLock(graded_cache / f"{key}.lock"):
+            if record.exists():
+                return GradeResult.from_json(json.loads(record.read_text(encoding="utf-8")))
+            path = tmp_path / name
+            nbformat.write(nb, path)
+            result = grade_notebook(path, slot=_worker_number(), **kwargs)
+            record.write_text(json.dumps(result.to_json()), encoding="utf-8")
+            return result
 
     return _grade
 

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from tests.conftest import LAB01, make_submission, points
+from autograder.notebook import grade_id
+from tests.conftest import LAB01, make_submission, partial_todos, points, solution_code
 
 pytestmark = pytest.mark.slow
 
@@ -59,32 +61,69 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert sum("NotImplementedError" in e for e in result.errors) == 5
 
 
-@pytest.mark.parametrize("done", [{1, 3, 5}, {2, 4}])
-def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade, done: set[int]) -> None:
+def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade) -> None:
+    done = partial_todos(LAB01)
     result = grade(make_submission(done=done))
     expected = {TODO_CHECK[n]: (MAX[TODO_CHECK[n]] if n in done else 0) for n in TODO_CHECK}
     assert points(result) == expected, [c.message for c in result.checks]
 
 
-def test_edited_and_deleted_test_cells_are_restored(grade) -> None:
+# A session of its own, as a careful server launcher makes: killing the kernel's process group
+# does not reach it. It names itself, so that it can be found in /proc.
+LEFT_SERVER = (
+    "import subprocess, sys\n"
+    "code = 'import ctypes, time; ctypes.CDLL(None).prctl(15, b\"left-server\", 0, 0, 0); time.sleep(600)'\n"
+    "server = subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
+)
+# Without skops_trusted_types the random forest fails to log and leaves a FAILED model in the
+# run; the student's correct call, before or after it, must be the one graded. Four failed
+# tries: a run lists its models in no particular order, so a check that took the last one
+# listed would grade a failed model 4 times out of 5.
+FAILED_TRIES = (
+    "\nfor _ in range(4):\n"
+    "    try:\n"
+    "        mlflow.sklearn.log_model(model, name='model', pip_requirements=REQUIREMENTS)\n"
+    "    except Exception as exc:\n"
+    "        print('this try failed:', type(exc).__name__)\n"
+)
+
+
+def test_tampered_test_cells_failed_attempts_and_a_left_process_are_handled(grade) -> None:
+    """One notebook, four things a grader must survive, each in a task of its own: TODO 3 not
+    done but its test cell edited to print a pass, TODO 4's test cell deleted, TODO 5's model
+    logged next to four failed tries, and a server left running after TODO 1."""
+    master = {grade_id(c): c for c in nbformat.read(LAB01.master, as_version=4).cells}
     nb = make_submission(
         done={1, 2, 4, 5},
-        replace={"check_todo3_metrics": "print('✔ TODO 3: passed')"},
+        replace={"check_todo3_metrics": "print('✔ TODO 3: passed')",
+                 "todo5": solution_code(master["todo5"]) + FAILED_TRIES},
         delete={"check_todo4_figure"},
+        add_after={"todo1": LEFT_SERVER},
     )
     result = grade(nb)
     assert result.restored == ["check_todo3_metrics (edited)", "check_todo4_figure (deleted)"]
-    # The faked check does not pass TODO 3; the deleted one still grades TODO 4.
-    assert points(result) == {**MAX, "check_todo3_metrics": 0}
+    # The faked check does not pass TODO 3; the deleted one still grades TODO 4; the failed
+    # tries do not hide the model; the server is gone.
+    assert points(result) == {**MAX, "check_todo3_metrics": 0}, [c.message for c in result.checks]
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _named(p, "left-server")]
+    assert alive == []
 
 
-def test_a_wrong_metric_loses_only_that_task(grade) -> None:
+def _named(proc: Path, name: str) -> bool:
+    try:
+        return (proc / "comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
+def test_a_wrong_metric_and_a_cell_that_loops_forever_lose_only_their_tasks(grade) -> None:
     wrong = (
         "metrics = {'rmse': mean_absolute_error(y_test, y_pred), 'mae': mean_absolute_error(y_test, y_pred),"
         " 'r2': r2_score(y_test, y_pred)}\nmlflow.log_metrics(metrics)"
     )
-    result = grade(make_submission(done={1, 2, 4, 5}, replace={"todo3": wrong}))
-    assert points(result) == {**MAX, "check_todo3_metrics": 0}
+    nb = make_submission(done={1, 2, 5}, replace={"todo3": wrong, "todo4": "while True:\n    pass"})
+    result = grade(nb, cell_timeout=8)
+    assert points(result) == {**MAX, "check_todo3_metrics": 0, "check_todo4_figure": 0}
     message = next(c.message for c in result.checks if c.id == "check_todo3_metrics")
     assert "rmse=" in message and "y_test" in message
 
@@ -95,15 +134,10 @@ def test_input_transformer_that_neuters_test_cells_earns_nothing(grade) -> None:
         "    return ['pass\\n'] if any('self_check' in line for line in lines) else lines\n"
         "get_ipython().input_transformers_post.append(_neuter)"
     )
-    result = grade(make_submission(done=set(), add_after={"setup": attack}))
+    # Every TODO done: the attack, not missing work, is what must cost the points.
+    result = grade(make_submission(done={1, 2, 3, 4, 5}, add_after={"setup": attack}))
     assert result.score == 0
     assert all(not c.passed for c in result.checks)
-
-
-def test_a_cell_that_loops_forever_costs_only_its_own_task(grade) -> None:
-    nb = make_submission(done={1, 2, 3, 5}, replace={"todo4": "while True:\n    pass"})
-    result = grade(nb, cell_timeout=8)
-    assert points(result) == {**MAX, "check_todo4_figure": 0}
 
 
 def test_a_loop_that_swallows_interrupts_keeps_the_points_before_it(grade) -> None:
@@ -119,44 +153,3 @@ def test_a_cell_that_kills_the_kernel_costs_only_the_points_after_it(grade) -> N
     result = grade(nb)
     assert points(result) == {**MAX, "check_todo3_metrics": 0, "check_todo4_figure": 0, "check_todo5_model": 0}
     assert "kernel died" in result.errors[0]
-
-
-def test_a_process_the_notebook_leaves_running_is_stopped(grade) -> None:
-    # A session of its own, as a careful server launcher makes: killing the kernel's
-    # process group does not reach it. It names itself, so that it can be found in /proc.
-    server = (
-        "import subprocess, sys\n"
-        "code = 'import ctypes, time; ctypes.CDLL(None).prctl(15, b\"left-server\", 0, 0, 0); time.sleep(600)'\n"
-        "server = subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
-    )
-    result = grade(make_submission(done={1}, add_after={"todo1": server}))
-    assert points(result)["check_todo1_experiment"] == 1
-    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _named(p, "left-server")]
-    assert alive == []
-
-
-def _named(proc: Path, name: str) -> bool:
-    try:
-        return (proc / "comm").read_text().strip() == name
-    except OSError:
-        return False
-
-
-def test_a_model_logged_after_a_failed_attempt_counts(grade) -> None:
-    # Without skops_trusted_types the random forest fails to log and leaves a FAILED model
-    # in the run; the student's correct call, before or after it, must be the one graded.
-    from autograder.notebook import grade_id
-    from tests.conftest import solution_code
-
-    master = next(c for c in __import__("nbformat").read(LAB01.master, as_version=4).cells if grade_id(c) == "todo5")
-    # Four failed tries: a run lists its models in no particular order, so a check that
-    # took the last one listed would grade a failed model 4 times out of 5.
-    failed_try = (
-        "\nfor _ in range(4):\n"
-        "    try:\n"
-        "        mlflow.sklearn.log_model(model, name='model', pip_requirements=REQUIREMENTS)\n"
-        "    except Exception as exc:\n"
-        "        print('this try failed:', type(exc).__name__)\n"
-    )
-    result = grade(make_submission(done={2, 5}, replace={"todo5": solution_code(master) + failed_try}))
-    assert points(result)["check_todo5_model"] == MAX["check_todo5_model"], result.checks[-1].message

@@ -17,7 +17,7 @@ from autograder.course import LABS
 from autograder.kit import lab02
 from autograder.kit.checking import EXPECTED_DIR, png_summary
 from autograder.notebook import grade_id
-from tests.conftest import make_submission, points, solution_code
+from tests.conftest import make_submission, partial_todos, points, solution_code
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
 
 
 def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade) -> None:
-    done = {1, 3, 5}
+    done = partial_todos(LAB)
     result = grade(make_submission(done=done, lab=LAB))
     expected = {TODO_CHECK[n]: (MAX[TODO_CHECK[n]] if n in done else 0) for n in TODO_CHECK}
     assert points(result) == expected, [c.message for c in result.checks]

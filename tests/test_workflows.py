@@ -7,6 +7,7 @@ of GitHub's workflow schema vendored inside the check-jsonschema package, never 
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,9 @@ def test_ci_covers_linux_and_windows_on_push_and_pull_request():
     assert {"push", "pull_request"} <= set(triggers(ci)), f"ci.yml triggers: {list(triggers(ci))}"
     test_job = ci["jobs"]["test"]
     matrix = test_job["strategy"]["matrix"]
-    assert set(matrix["os"]) == {"ubuntu-latest", "windows-latest"}
-    assert [str(v) for v in matrix["python-version"]] == ["3.11"]
-    assert test_job.get("timeout-minutes") == 60
-    for name, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUTF8": "1"}.items():
-        assert str(ci.get("env", {}).get(name)) == value, f"ci.yml must set {name}={value!r}"
-    setup = [s for s in test_job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@")]
-    assert setup and setup[0]["with"].get("cache-dependency-path") == "requirements.txt"
+    assert {os_.split("-")[0] for os_ in matrix["os"]} == {"ubuntu", "windows"}
+    # Every Python the matrix tests is one the package accepts (pyproject's requires-python).
+    assert all(supported(str(v)) for v in matrix["python-version"]), matrix["python-version"]
 
 
 def test_ci_windows_installs_the_lock_and_puts_the_venv_on_path():
@@ -147,4 +144,19 @@ def test_newest_stack_installs_requirements_in_weekly_and_fails_loudly():
     uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@v4")]
     assert uploads and "failure()" in str(uploads[0].get("if", "")), "upload the pytest output on failure"
     python = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
-    assert python and str(python[0]["with"]["python-version"]) == "3.12"
+    # The newest stack: a newer Python than the pinned CI's, still one the package accepts.
+    newest_python = str(python[0]["with"]["python-version"]) if python else ""
+    pinned = [str(v) for v in load(CI)["jobs"]["test"]["strategy"]["matrix"]["python-version"]]
+    assert supported(newest_python) and all(_version(newest_python) > _version(v) for v in pinned), newest_python
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def supported(python: str) -> bool:
+    """Whether pyproject.toml's requires-python (a lower bound, ``>=3.X``) admits ``python``."""
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    match = re.fullmatch(r">=\s*([0-9.]+)", spec.strip())
+    assert match, f"requires-python is {spec!r}: teach supported() to read it"
+    return bool(python) and _version(python) >= _version(match[1])
