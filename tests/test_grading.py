@@ -128,16 +128,16 @@ def test_a_wrong_metric_and_a_cell_that_loops_forever_lose_only_their_tasks(grad
     assert "rmse=" in message and "y_test" in message
 
 
-def test_input_transformer_that_neuters_test_cells_earns_nothing(grade) -> None:
+def test_an_input_transformer_that_neuters_test_cells_earns_nothing_for_undone_work(grade) -> None:
     attack = (
         "def _neuter(lines):\n"
         "    return ['pass\\n'] if any('self_check' in line for line in lines) else lines\n"
         "get_ipython().input_transformers_post.append(_neuter)"
     )
-    # Every TODO done: the attack, not missing work, is what must cost the points.
-    result = grade(make_submission(done={1, 2, 3, 4, 5}, add_after={"setup": attack}))
-    assert result.score == 0
-    assert all(not c.passed for c in result.checks)
+    # TODO 3 not done: its neutered test cell "runs" without error, and still earns nothing,
+    # since the grader judges the work itself; the neutering costs the done TODOs nothing either.
+    result = grade(make_submission(done={1, 2, 4, 5}, add_after={"setup": attack}))
+    assert points(result) == {**MAX, "check_todo3_metrics": 0}, [c.message for c in result.checks]
 
 
 def test_a_loop_that_swallows_interrupts_keeps_the_points_before_it(grade) -> None:
