@@ -70,7 +70,7 @@ release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 # One pytest worker per core (pytest-xdist); each distinct notebook is graded once per session
 # and the result shared between workers (tests/conftest.py).
 test: setup ## Run the course's test suite (executes and grades every lab; about 15 minutes on 2 cores)
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist worksteal
 
 test-fast: setup ## Only the tests that execute no notebook (under 2 minutes, for the edit-test loop)
 	$(PY) -m pytest -n auto -m "not slow"

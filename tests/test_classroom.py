@@ -19,31 +19,20 @@ import pytest
 from autograder import classroom
 from tests.conftest import LAB01, make_submission
 
-STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass"
-NEUTER = (
-    "get_ipython().input_transformers_post.append("
-    "lambda lines: ['pass\\n'] if any('self_check' in l for l in lines) else lines)"
-)
-WRONG_METRICS = (
-    "metrics = {'rmse': 1.0, 'mae': 1.0, 'r2': 1.0}\nmlflow.log_metrics(metrics)"
-)
-
-# student -> (notebook or raw bytes, expected score)
+# student -> (notebook or raw bytes, expected score). What each kind of submission earns is
+# tested notebook by notebook in test_grading.py; a class needs only one of each kind of row:
+# full (twice: same content, two students), partial and late, empty (then re-submitted), an
+# edited test cell (its feedback), a corrupt file and a crash (their error column).
 CLASS = {
     "s01-full": (lambda: make_submission(done={1, 2, 3, 4, 5}), 10),
     "s02-full": (lambda: make_submission(done={1, 2, 3, 4, 5}), 10),
-    "s03-partial": (lambda: make_submission(done={1, 3, 5}), 6),
     "s04-partial": (lambda: make_submission(done={2, 4}), 4),
     "s05-empty": (lambda: make_submission(done=set()), 0),
-    "s06-tampered": (lambda: make_submission(done=set(), add_after={"setup": NEUTER}), 0),
     "s07-edited-test": (
         lambda: make_submission(done={1, 2, 4, 5}, replace={"check_todo3_metrics": "print('ok')"}), 8,
     ),
     "s08-corrupt": (lambda: b"{ this is not a notebook", 0),
-    "s09-timeout": (lambda: make_submission(done={1, 2, 3, 4, 5}, replace={"todo4": STUBBORN}), 5),
     "s10-kernel-crash": (lambda: make_submission(done={1, 2, 3, 4, 5}, replace={"todo3": "import os\nos._exit(3)"}), 3),
-    "s11-fake-metrics": (lambda: make_submission(done={1, 2, 4, 5}, replace={"todo3": WRONG_METRICS}), 8),
-    "s12-deleted-cells": (lambda: make_submission(done={1, 2, 3, 4, 5}, delete={"check_todo1_experiment"}), 10),
 }
 
 
@@ -68,7 +57,7 @@ def test_a_class_grades_to_the_expected_table_and_resumes(tmp_path: Path) -> Non
     source, out = write_class(tmp_path / "in"), tmp_path / "out"
     due = datetime(2026, 12, 1, 23, 59, tzinfo=UTC)
     summary = classroom.grade_class(source, out, jobs=2, due=due, cell_timeout=60, total_timeout=60, progress=False)
-    assert (summary.graded_now, summary.kept) == (12, 0)
+    assert (summary.graded_now, summary.kept) == (len(CLASS), 0)
 
     with open(out / "grades.csv", newline="") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
@@ -77,7 +66,6 @@ def test_a_class_grades_to_the_expected_table_and_resumes(tmp_path: Path) -> Non
     assert "check_todo3_metrics" in rows["s01-full"] and "late" in rows["s01-full"]
     assert [s for s, r in rows.items() if r["late"] == "True"] == ["s04-partial"]
     assert "not a notebook" in rows["s08-corrupt"]["error"]
-    assert "limit" in rows["s09-timeout"]["error"]
     assert "kernel died" in rows["s10-kernel-crash"]["error"]
     feedback = (out / "feedback" / "s07-edited-test" / "01_tracking.md").read_text()
     assert "check_todo3_metrics (edited)" in feedback
@@ -87,19 +75,19 @@ def test_a_class_grades_to_the_expected_table_and_resumes(tmp_path: Path) -> Non
     # Started again: nothing is graded twice; a re-submitted notebook is graded again.
     finished = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
     again = classroom.grade_class(source, out, jobs=2, progress=False)
-    assert (again.graded_now, again.kept) == (0, 12)
+    assert (again.graded_now, again.kept) == (0, len(CLASS))
     assert {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")} == finished
     resubmitted = source / "submitted" / "s05-empty" / LAB01.lab_id / f"{LAB01.lab_id}.ipynb"
     nbformat.write(make_submission(done={1}), resubmitted)
     third = classroom.grade_class(source, out, jobs=2, progress=False)
-    assert (third.graded_now, third.kept) == (1, 11)
+    assert (third.graded_now, third.kept) == (1, len(CLASS) - 1)
     with open(out / "grades.csv", newline="") as f:
         assert {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}["s05-empty"] == 1
 
 
 @pytest.mark.slow
 def test_an_interrupted_batch_keeps_what_finished(tmp_path: Path) -> None:
-    students = {s: CLASS[s] for s in ("s01-full", "s03-partial", "s05-empty", "s02-full")}
+    students = {s: CLASS[s] for s in ("s01-full", "s05-empty", "s04-partial")}
     source, out = write_class(tmp_path / "in", students), tmp_path / "out"
     cmd = [sys.executable, "-m", "autograder", "class", str(source), "--out", str(out), "--jobs", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

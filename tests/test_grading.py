@@ -122,7 +122,7 @@ def test_a_wrong_metric_and_a_cell_that_loops_forever_lose_only_their_tasks(grad
         " 'r2': r2_score(y_test, y_pred)}\nmlflow.log_metrics(metrics)"
     )
     nb = make_submission(done={1, 2, 5}, replace={"todo3": wrong, "todo4": "while True:\n    pass"})
-    result = grade(nb, cell_timeout=8)
+    result = grade(nb, cell_timeout=15)  # a loaded 2-core machine needs seconds for a real cell
     assert points(result) == {**MAX, "check_todo3_metrics": 0, "check_todo4_figure": 0}
     message = next(c.message for c in result.checks if c.id == "check_todo3_metrics")
     assert "rmse=" in message and "y_test" in message

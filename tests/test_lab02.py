@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 
 import nbformat
-import pytest
 
 from autograder import hidden
 from autograder.course import LABS
 from autograder.kit import lab02
 from autograder.kit.checking import EXPECTED_DIR, png_summary
 from autograder.notebook import grade_id
-from tests.conftest import make_submission, partial_todos, points, solution_code
-
-pytestmark = pytest.mark.slow
+from tests.conftest import grading, make_submission, partial_todos, points, solution_code
 
 LAB = LABS["02_tuning"]
 MAX = {
@@ -52,6 +49,7 @@ def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
+@grading
 def test_solution_earns_full_marks(grade) -> None:
     result = grade(make_submission(done=ALL, lab=LAB))
     assert points(result) == MAX, [c.message for c in result.checks]
@@ -59,6 +57,7 @@ def test_solution_earns_full_marks(grade) -> None:
     assert "6 child run(s)" in message(result, "check_todo1_scores")  # every child re-computed
 
 
+@grading
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB))
     assert (result.score, result.max_score) == (0, 10)
@@ -74,6 +73,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert raised == ["trial", "todo2", "todo3", "todo4", "todo5"], result.errors
 
 
+@grading
 def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade) -> None:
     done = partial_todos(LAB)
     result = grade(make_submission(done=done, lab=LAB))
@@ -81,14 +81,30 @@ def test_partial_work_earns_exactly_the_points_of_the_done_todos(grade) -> None:
     assert points(result) == expected, [c.message for c in result.checks]
 
 
-def test_a_wrongly_picked_best_on_the_test_split_loses_only_task_4(grade) -> None:
-    # On these inputs the best test_r2 and the best cv_r2_mean are different configurations.
-    nb = make_submission(done=ALL, replace={"todo4": BEST_BY.format(order="metrics.test_r2 DESC")}, lab=LAB)
-    result = grade(nb, inputs=hidden.hidden_inputs(SEED))
-    assert points(result) == {**MAX, "check_todo4_best": 0}, [c.message for c in result.checks]
-    assert "highest cv_r2_mean" in message(result, "check_todo4_best")
+def _sweep(chosen: str) -> dict:
+    """A parent with three scored children whose best by cross-validation (rf-b) and best on the
+    test split (rf-a) differ, recording ``chosen`` as its best with that child's values."""
+    kids = [{"id": f"id-{n}", "name": f"rf-{n}", "params": {"n_estimators": str(e), "max_depth": str(d)},
+             "metrics": {"cv_r2_mean": cv, "test_r2": test}}
+            for n, e, d, cv, test in (("a", 50, 4, 0.80, 0.91), ("b", 100, 8, 0.85, 0.85), ("c", 200, 12, 0.70, 0.70))]
+    best = next(k for k in kids if k["name"] == chosen)
+    parent = {"name": "rf-grid-search", "tags": {"best_run_id": best["id"]},
+              "params": {"best_n_estimators": best["params"]["n_estimators"],
+                         "best_max_depth": best["params"]["max_depth"]},
+              "metrics": {"best_cv_r2_mean": best["metrics"]["cv_r2_mean"], "best_test_r2": best["metrics"]["test_r2"]}}
+    return {"parent": parent, "children": kids}
 
 
+def test_the_best_picked_on_the_test_split_is_not_the_best() -> None:
+    """Choosing on the test split (against the lab's lesson) names a child that is not the best
+    by cross-validation; choosing by cv_r2_mean passes."""
+    assert lab02.judge_best(_sweep("rf-b"), COURSE).passed
+    result = lab02.judge_best(_sweep("rf-a"), COURSE)
+    assert not result.passed and "'rf-b' has the highest cv_r2_mean" in result.message, result.message
+
+
+
+@grading
 def test_two_typical_mistakes_each_lose_only_their_task(grade) -> None:
     """A metric logged under another name (TODO 1) and the best picked in the wrong direction
     (TODO 4): each costs its own task, and the sweep, which logs what evaluate() returns
@@ -106,6 +122,7 @@ def test_two_typical_mistakes_each_lose_only_their_task(grade) -> None:
     assert "LOWEST" in message(result, "check_todo4_best")
 
 
+@grading
 def test_children_not_nested_lose_the_sweep_and_what_needs_it(grade) -> None:
     """Ending the parent to get past "Run ... is already active" leaves the children on their
     own. The sweep fails, and so do the tasks that read the children through their parent
@@ -173,6 +190,7 @@ def test_the_copied_values_would_pass_on_the_course_data() -> None:
     assert lab02.judge_scores({"trial": trial}, COURSE).passed
 
 
+@grading
 def test_values_copied_from_a_run_on_the_course_data_lose_their_tasks(grade) -> None:
     """evaluate() answers the trial's configuration with numbers copied from the UI, the
     parent's settings are typed in, and the best configuration's parameters and scores too.
@@ -217,6 +235,7 @@ def test_a_header_only_png_is_not_a_plot() -> None:
     assert not result.passed and "not a plot" in result.message
 
 
+@grading
 def test_a_sweep_with_made_up_metrics_and_a_png_header_earn_nothing(grade) -> None:
     """Naive checks (the children exist with metrics; the artifact exists and starts like a
     PNG) would pass this. The children's metrics are not what evaluate() gives for their
