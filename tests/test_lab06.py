@@ -16,13 +16,13 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import course, hidden, sandbox
+from autograder import course, hidden
 from autograder.course import LABS
 from autograder.kit import lab06
 from autograder.kit.checking import EXPECTED_DIR, png_summary
 from autograder.notebook import grade_id, parameters_of
 from autograder.references import lab06 as references
-from tests.conftest import make_submission, partial_todos, points, solution_code
+from tests.conftest import grading, make_submission, partial_todos, points, solution_code
 
 LAB06 = LABS["06_drift"]
 MAX = {
@@ -216,8 +216,7 @@ def test_without_a_reference_the_self_check_judges_the_form_and_the_grader_the_v
 # --- Slow: whole notebooks, graded sandboxed on hidden inputs ------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
     result = grade(make_submission(done=ALL, lab=LAB06))
     assert points(result) == MAX, [c.message for c in result.checks]
@@ -227,8 +226,7 @@ def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
     assert "match scipy" in message(result, "check_todo1_tests")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB06), inputs=hidden.hidden_inputs(SEED))
     assert (result.score, result.max_score) == (0, 11)
@@ -243,8 +241,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert {f"todo{n}" for n in ALL} <= raised, result.errors
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_monitoring_and_retraining_do_not_need_the_data_drift_tasks(grade) -> None:
     result = grade(make_submission(done=partial_todos(LAB06), lab=LAB06))
     only_lost(result, 1, 2, 3)
@@ -272,8 +269,7 @@ reports = {name: log_drift_report(name, current) for name, current in batches.it
 """
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 @pytest.mark.parametrize(
     ("replace", "lost", "expected"),
     [
@@ -364,8 +360,7 @@ def copied_constants() -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_numbers_copied_from_a_run_on_the_course_data_earn_nothing_on_hidden_inputs(grade) -> None:
     result = grade(make_submission(done=ALL, replace=copied_constants(), lab=LAB06), inputs=hidden.hidden_inputs(SEED))
     # The self-checks passed in the notebook (no reference for hidden inputs there): the

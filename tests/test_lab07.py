@@ -24,13 +24,13 @@ import nbformat
 import pytest
 import yaml
 
-from autograder import hidden, sandbox
+from autograder import hidden
 from autograder.course import LABS
 from autograder.kit import lab07
 from autograder.kit.checking import EXPECTED_DIR
 from autograder.notebook import grade_id, parameters_of
 from autograder.references import lab07 as references
-from tests.conftest import make_submission, points, solution_code
+from tests.conftest import grading, make_submission, points, solution_code
 
 LAB07 = LABS["07_versioning"]
 MAX = {
@@ -544,16 +544,14 @@ def result_message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
     result = grade(make_submission(done=ALL, lab=LAB07))
     assert points(result) == MAX, [c.message for c in result.checks]
     assert result.errors == []
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB07), inputs=hidden.hidden_inputs(SEED))
     assert (result.score, result.max_score) == (0, sum(MAX.values()))
@@ -567,8 +565,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert {"todo4", "todo8", "answer"} <= {e.split()[0] for e in result.errors}, result.errors
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap (.ci/run installs it)")
+@grading
 def test_typical_mistakes_each_cost_their_own_task(grade) -> None:
     """Data committed to Git (TODO 1), a stage without one of its deps (TODO 2), MLflow's own
     digest instead of DVC's (TODO 4), a 'reproduction' that never left main (TODO 8)."""
