@@ -23,6 +23,7 @@ import math
 import os
 import re
 import stat
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,14 +120,173 @@ def load_expected(lab: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     return shipped["expected"]
 
 
+# --- This run of the notebook -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """This run of a notebook: the store its set-up cell connected to, and when.
+
+    A self-check judges what this run of the notebook made, never what an earlier run left
+    in the course store: the store outlives the kernel, and an untouched TODO must not pass
+    on yesterday's runs. ``client`` reads the session to show a self-check only the runs,
+    versions and aliases made since ``started_ms`` (DESIGN.md, "Shape of a lab notebook")."""
+
+    tracking_uri: str
+    #: Milliseconds since the epoch: the clock MLflow stamps runs and versions with.
+    started_ms: int
+
+
+_session: Session | None = None
+
+
+def start_session(tracking_uri: str) -> Session:
+    """Record that this process's run of a notebook starts now, on ``tracking_uri``.
+
+    ``labkit.connect`` calls it from every lab's set-up cell. Running that cell again in the
+    same kernel keeps the first start, so work done earlier in this kernel still counts; a
+    restarted kernel is a new run of the notebook and starts a new session."""
+    global _session
+    if _session is None or _session.tracking_uri != tracking_uri:
+        _session = Session(tracking_uri, int(time.time() * 1000))
+    return _session
+
+
+def session(tracking_uri: str | None = None) -> Session | None:
+    """The notebook's session, if a set-up cell in this process connected to ``tracking_uri``.
+
+    None in every other process: the grader's trusted process reads a private copy of a
+    fresh store (all of it is the submission's run), and tests read the stores they build."""
+    if _session is None or (tracking_uri is not None and tracking_uri != _session.tracking_uri):
+        return None
+    return _session
+
+
+def end_session() -> None:
+    """Forget the session (tests that play several runs of a notebook in one process)."""
+    global _session
+    _session = None
+
+
+class _View:
+    """An MLflow entity with some attributes replaced (a registered model's aliases)."""
+
+    def __init__(self, entity: Any, **replaced: Any) -> None:
+        self._entity, self._replaced = entity, replaced
+
+    def __getattr__(self, name: str) -> Any:
+        replaced = self.__dict__["_replaced"]
+        return replaced[name] if name in replaced else getattr(self.__dict__["_entity"], name)
+
+
+class SessionClient:
+    """An ``MlflowClient`` that shows a self-check only what this run of the notebook made.
+
+    Runs started, model versions registered, and aliases set on such versions since the
+    session started; an experiment only if this run created it, made it active or ran in
+    it. Everything else (``get_run`` by id, artifacts, metric histories) passes through:
+    reaching it needs an id that this run's evidence gave. The per-lab kits call the same
+    methods on it as on a plain client, so they need no change of their own."""
+
+    def __init__(self, inner: Any, current: Session) -> None:
+        self.unfiltered, self.session = inner, current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unfiltered, name)
+
+    def _new(self, millis: int | None) -> bool:
+        return millis is not None and int(millis) >= self.session.started_ms
+
+    def search_runs(self, experiment_ids: Any, filter_string: str = "", *args: Any, **kwargs: Any) -> list[Any]:
+        since = f"attributes.start_time >= {self.session.started_ms}"
+        clause = f"{filter_string} and {since}" if filter_string.strip() else since
+        found = self.unfiltered.search_runs(experiment_ids, clause, *args, **kwargs)
+        return [r for r in found if self._new(r.info.start_time)]
+
+    def experiment_in_session(self, experiment: Any) -> bool:
+        """Whether this run created ``experiment``, made it active, or started a run in it."""
+        if self._new(experiment.creation_time) or active_experiment_id() == experiment.experiment_id:
+            return True
+        return bool(self.search_runs([experiment.experiment_id], max_results=1))
+
+    def get_experiment_by_name(self, name: str) -> Any:
+        experiment = self.unfiltered.get_experiment_by_name(name)
+        return experiment if experiment is not None and self.experiment_in_session(experiment) else None
+
+    def search_model_versions(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [mv for mv in self.unfiltered.search_model_versions(*args, **kwargs) if self._new(mv.creation_timestamp)]
+
+    def _registered_view(self, model: Any) -> Any | None:
+        """A registered model with only this run's aliases, or None if this run did not touch it."""
+        versions = {str(mv.version) for mv in self.search_model_versions(f"name = {quoted(model.name)}")}
+        if not versions and not self._new(model.creation_timestamp):
+            return None
+        aliases = {a: v for a, v in (model.aliases or {}).items() if str(v) in versions}
+        latest = [mv for mv in (model.latest_versions or []) if str(mv.version) in versions]
+        return _View(model, aliases=aliases, latest_versions=latest)
+
+    def search_registered_models(self, *args: Any, **kwargs: Any) -> list[Any]:
+        views = (self._registered_view(m) for m in self.unfiltered.search_registered_models(*args, **kwargs))
+        return [v for v in views if v is not None]
+
+    def get_registered_model(self, name: str) -> Any:
+        view = self._registered_view(self.unfiltered.get_registered_model(name))
+        if view is None:
+            raise _not_found(f"Registered Model with name={name} not found in this run of the notebook")
+        return view
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        version = self.unfiltered.get_model_version_by_alias(name, alias)
+        if not self._new(version.creation_timestamp):
+            raise _not_found(f"Registered model alias {alias} not found in this run of the notebook")
+        return version
+
+
+def active_experiment_id() -> str | None:
+    """The experiment ``mlflow.set_experiment`` made active in this process, if any.
+
+    MLflow keeps it in a module global, set by nothing else; ``$MLFLOW_EXPERIMENT_ID`` is not
+    a substitute, as a process may inherit it. Should MLflow rename the global, this gives
+    None and an experiment counts only when this run created it or ran in it."""
+    from mlflow.tracking import fluent
+
+    active = getattr(fluent, "_active_experiment_id", None)
+    return None if active is None else str(active)
+
+
+def _not_found(message: str) -> Exception:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    return MlflowException(message, error_code=RESOURCE_DOES_NOT_EXIST)
+
+
+def quoted(value: str) -> str:
+    """A string literal for an MLflow filter string."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 # --- Evidence vocabulary: the MLflow store read as data ---------------------------------
 
 
 def client(tracking_uri: str) -> Any:
-    """An MLflow client on one store (never the process-wide default)."""
+    """An MLflow client on one store (never the process-wide default).
+
+    In a notebook whose set-up cell connected to this store, the client shows only what
+    this run of the notebook made (``SessionClient``): that is what a self-check judges."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    plain = MlflowClient(tracking_uri=tracking_uri)
+    current = session(tracking_uri)
+    return plain if current is None else SessionClient(plain, current)
+
+
+def earlier_experiment(mlflow_client: Any, name: str) -> bool:
+    """Whether experiment ``name`` exists only from an earlier run of the notebook (so a
+    self-check can say that, not "no experiment")."""
+    inner = getattr(mlflow_client, "unfiltered", None)
+    return inner is not None and mlflow_client.get_experiment_by_name(name) is None and (
+        inner.get_experiment_by_name(name) is not None)
 
 
 def run_record(run: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from autograder.kit.checking import (
     Judge,
     artifact_names,
     client,
+    earlier_experiment,
     experiment_record,
     is_plot,
     judge_safely,
@@ -52,12 +53,28 @@ MESSAGES = {
     "no_experiment": (
         "no experiment named '{name}' in the store. Call mlflow.set_experiment(EXPERIMENT_NAME)."
     ),
+    "experiment_earlier": (
+        "experiment '{name}' is left from an earlier run of this notebook; this run has not made it "
+        "active. Call mlflow.set_experiment(EXPERIMENT_NAME)."
+    ),
     "experiment_deleted": "experiment '{name}' is deleted. Restore it in the MLflow UI or pick another name.",
     "experiment_ok": "experiment '{name}' exists (id {id}).",
-    "no_run_params": "no run found. Start one with mlflow.start_run(run_name=RUN_NAME).",
-    "no_run_metrics": "no run found. Log rmse, mae and r2 with mlflow.log_metrics({{...}}).",
-    "no_run_figure": "no run found. Log the figure with mlflow.log_figure(fig, '{figure}').",
-    "no_run_model": "no run found. Log the model with mlflow.sklearn.log_model(model, name='model', ...).",
+    "no_run_params": (
+        "this run of the notebook has started no run (runs left from earlier ones do not count). "
+        "Start one with mlflow.start_run(run_name=RUN_NAME)."
+    ),
+    "no_run_metrics": (
+        "no run started by this run of the notebook. Do TODO 2 first, then log rmse, mae and r2 "
+        "with mlflow.log_metrics({{...}})."
+    ),
+    "no_run_figure": (
+        "no run started by this run of the notebook. Do TODO 2 first, then log the figure with "
+        "mlflow.log_figure(fig, '{figure}')."
+    ),
+    "no_run_model": (
+        "no run started by this run of the notebook. Do TODO 2 first, then log the model with "
+        "mlflow.sklearn.log_model(model, name='model', ...)."
+    ),
     "wrong_run_name": "the run is named '{found}'; start it with run_name=RUN_NAME ('{expected}').",
     "missing_params": "run '{run}' lacks parameter(s) {missing}; found: {found}.",
     "wrong_params": "run '{run}' has {wrong}; expected {expected}.",
@@ -111,6 +128,8 @@ def evidence(
     run, if any. ``confine_to``: the submission's folder, when the grader reads it."""
     mlflow_client = client(tracking_uri)
     found = {"experiment": experiment_record(mlflow_client, params["EXPERIMENT_NAME"])}
+    if found["experiment"] is None:
+        found["experiment_earlier"] = earlier_experiment(mlflow_client, params["EXPERIMENT_NAME"])
     run = _the_run(mlflow_client, params, run_id)
     found["run"] = run
     if run is None:
@@ -160,7 +179,8 @@ def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def judge_experiment(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     name, experiment = exp["experiment_name"], ev.get("experiment")
     if experiment is None:
-        return CheckResult(False, _msg("no_experiment", name=name))
+        return CheckResult(False, _msg("experiment_earlier" if ev.get("experiment_earlier") else "no_experiment",
+                                       name=name))
     if not experiment["active"]:
         return CheckResult(False, _msg("experiment_deleted", name=name))
     return CheckResult(True, _msg("experiment_ok", name=name, id=experiment["id"]))
