@@ -1,17 +1,18 @@
 """The grader on Lab 03: full marks, zero, partial credit, typical mistakes that each lose
-exactly the points of their own task, and hostile submissions (values copied from a run on
-the course data, a PNG that is only a header, decision tags set without the rule).
+exactly the points of their own task (a winner chosen on the test split loses Task 5 only),
+and hostile submissions (values copied from a run on the course data, a PNG that is only a
+header, decision tags set without the rule, test scores on every run).
 
-The notebook tests execute five notebooks in all (30-140 s each on 2 shared cores); each one
+The notebook tests execute four notebooks in all (30-140 s each on 2 shared cores); each one
 serves several assertions. The judgments are also tested on hand-made evidence, which is fast.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
-import pytest
 
 from autograder import hidden
 from autograder.course import LABS
@@ -19,15 +20,16 @@ from autograder.kit import lab03
 from autograder.kit.checking import EXPECTED_DIR
 from autograder.notebook import grade_id
 from autograder.references import lab03 as references03
-from tests.conftest import make_submission, points, solution_code
+from tests.conftest import grading, make_submission, points, solution_code
 
 LAB03 = LABS["03_comparison"]
 MAX = {
     "check_todo1_metrics": 2,
-    "check_todo2_latency": 2,
+    "check_todo2_latency": 1,
     "check_todo3_models": 3,
     "check_todo4_figure": 1,
     "check_todo5_decision": 2,
+    "check_todo6_final": 1,
 }
 TODO_CHECK = {int(k[len("check_todo")]): k for k in MAX}
 #: One hidden seed for every notebook test here: its data variant is made once and cached.
@@ -65,14 +67,16 @@ def test_the_kit_holds_no_reference_computation() -> None:
     import inspect
 
     source = inspect.getsource(lab03)
-    for recipe in ("apply_rule", "idxmax", "r2_score", "mean_absolute_error", "perf_counter", "fit("):
+    for recipe in ("apply_rule", "idxmax", "r2_score", "mean_absolute_error", "perf_counter", "fit(",
+                   "cross_validate("):
         assert recipe not in source, recipe
 
 
 def _evidence(decisions: dict[str, str], winner_tag: str | None, latency: float = 5.0) -> dict:
     runs = {
-        name: {"id": f"id-{name}", "name": name, "metrics": {"r2": r2, "rmse": 1.0, "mae": 1.0, lab03.LATENCY: latency},
-               "tags": {"decision": decisions[name]}}
+        name: {"id": f"id-{name}", "name": name, "tags": {"decision": decisions[name]},
+               "metrics": {"cv_r2_mean": r2, "cv_r2_std": 0.05, "cv_rmse_mean": 1.0, "cv_mae_mean": 1.0,
+                           lab03.LATENCY: latency}}
         for name, r2 in zip(lab03.MODEL_TYPES, (0.6, 0.9, 0.8, 0.7), strict=True)
     }
     return {"experiment": {"id": "1", "tags": {} if winner_tag is None else {"winner_run_id": winner_tag}},
@@ -114,6 +118,110 @@ def test_a_winner_chosen_ignoring_the_budget_loses_task_5() -> None:
     assert not result.passed and "over_budget" in result.message and "random_forest" in result.message, result.message
 
 
+#: Cross-validation and the test split disagree, as they can: on this (made-up) test split the
+#: histogram boosting beats the gradient boosting; by cross-validation it does not. The random
+#: forest, best on both, is over the latency budget.
+CV_R2 = {"linear": 0.60, "random_forest": 0.90, "gradient_boosting": 0.80, "hist_gradient_boosting": 0.70}
+TEST_R2 = {"linear": 0.62, "random_forest": 0.91, "gradient_boosting": 0.79, "hist_gradient_boosting": 0.83}
+LATENCY_MS = {"linear": 0.4, "random_forest": 25.0, "gradient_boosting": 0.5, "hist_gradient_boosting": 0.9}
+
+
+def _reference_values() -> dict:
+    """What the grader's references would compute: each model's cross-validated and test scores."""
+    cv = {name: {"cv_r2_mean": r2, "cv_r2_std": 0.04, "cv_r2_std_sample": 0.049, "cv_rmse_mean": 40 - 20 * r2,
+                 "cv_mae_mean": 20 - 10 * r2} for name, r2 in CV_R2.items()}
+    test = {name: {"test_r2": r2, "test_rmse": 41 - 20 * r2, "test_mae": 21 - 10 * r2} for name, r2 in TEST_R2.items()}
+    return {**EXP, "cv_folds": 3, "metrics": cv, "test_metrics": test}
+
+
+def _submission(decisions: dict[str, str], tested: set[str], ref: dict) -> dict:
+    """The evidence of a submission that logged the right cross-validated metrics and latencies,
+    a skops model per run, the given decisions, and test metrics on the runs in ``tested``."""
+    ev = _evidence(decisions, None)
+    for name, run in ev["candidates"].items():
+        run["metrics"] = {**{m: ref["metrics"][name][m] for m in lab03.METRICS}, lab03.LATENCY: LATENCY_MS[name]}
+        if name in tested:
+            run["metrics"].update(ref["test_metrics"][name])
+        run["model"] = {"state": "ready", "format": "skops", "input_names": list(lab03.labkit.FEATURES),
+                        "has_example": True}
+    winner = next((name for name, d in decisions.items() if d == "winner"), None)
+    ev["experiment"]["tags"]["winner_run_id"] = f"id-{winner}" if winner else "none"
+    return ev
+
+
+def _grade_on_evidence(ev: dict, ref: dict) -> dict[str, bool]:
+    """Task -> passed, as the grader judges (the rule applied by the references, as run_code
+    does before it asks the sandbox for predictions, which these runs do not need)."""
+    exp = dict(ref)
+    references03.run_code({**ev, "candidates": {k: {**v, "model": None} for k, v in ev["candidates"].items()}},
+                          exp, Path("unused"), runner=None)
+    judged = {cid: judge(ev, exp) for cid, (_, judge) in lab03.CHECKS.items() if cid != "check_todo4_figure"}
+    return {cid: r.passed for cid, r in judged.items()} | {"messages": {cid: r.message for cid, r in judged.items()}}
+
+
+def test_a_winner_chosen_on_the_test_split_loses_task_5_only() -> None:
+    ref = _reference_values()
+    on_cv = references03.apply_rule({n: (CV_R2[n], LATENCY_MS[n]) for n in CV_R2}, 10.0)
+    on_test = references03.apply_rule({n: (TEST_R2[n], LATENCY_MS[n]) for n in TEST_R2}, 10.0)
+    assert on_cv["gradient_boosting"] == "winner" and on_test["hist_gradient_boosting"] == "winner"
+    honest = _grade_on_evidence(_submission(on_cv, {"gradient_boosting"}, ref), ref)
+    assert all(v for k, v in honest.items() if k != "messages"), honest["messages"]
+    # Chosen on the test split, then (rightly) only that winner scored on it: Task 5 alone fails.
+    chosen_on_test = _grade_on_evidence(_submission(on_test, {"hist_gradient_boosting"}, ref), ref)
+    failed = [k for k, v in chosen_on_test.items() if k != "messages" and not v]
+    assert failed == ["check_todo5_decision"], chosen_on_test["messages"]
+    text = chosen_on_test["messages"]["check_todo5_decision"]
+    assert "rule applied to the R² on the test split" in text and "cv_r2_mean" in text, text
+
+
+def test_the_test_split_gives_its_word_on_the_winner_only() -> None:
+    ref = _reference_values()
+    on_cv = references03.apply_rule({n: (CV_R2[n], LATENCY_MS[n]) for n in CV_R2}, 10.0)
+    exp = {**ref, "decisions": on_cv}
+
+    def final(tested: set[str], decisions: dict[str, str] = on_cv, **changes: float) -> lab03.CheckResult:
+        ev = _submission(decisions, tested, ref)
+        ev["candidates"]["gradient_boosting"]["metrics"].update(changes)
+        return lab03.judge_final(ev, exp)
+
+    assert final({"gradient_boosting"}).passed
+    # Every model scored on the test split (the temptation to choose on it), or none.
+    every = final(set(CV_R2))
+    assert not every.passed and "only the winner 'gradient_boosting'" in every.message, every.message
+    assert "lacks test_rmse, test_mae, test_r2" in final(set()).message
+    # Values from elsewhere (a run on the course data, or the cross-validated ones).
+    copied = final({"gradient_boosting"}, test_r2=0.8, test_rmse=24.0)
+    assert not copied.passed and "on the test split" in copied.message, copied.message
+    # No decision recorded: nothing to give the word on.
+    undecided = _submission(on_cv, set(), ref)
+    undecided["experiment"]["tags"].pop("winner_run_id")
+    for run in undecided["candidates"].values():
+        run["tags"].pop("decision")
+    assert "Finish TODO 5 first" in lab03.judge_final(undecided, exp).message
+    # No model within the budget: there is no winner, and nothing is scored.
+    nobody = dict.fromkeys(CV_R2, "over_budget")
+    assert final(set(), decisions=nobody).passed
+    assert not final({"linear"}, decisions=nobody).passed
+    # The self-check (no references): structure only.
+    assert "grader checks" in lab03.judge_final(_submission(on_cv, {"gradient_boosting"}, ref), EXP).message
+
+
+def test_cross_validated_errors_are_positive_and_computed_on_the_training_folds() -> None:
+    ref = _reference_values()
+    ev = _submission(dict.fromkeys(CV_R2, "lower_r2"), set(), ref)
+    assert lab03.judge_metrics(ev, ref).passed
+    ev["candidates"]["linear"]["metrics"]["cv_rmse_mean"] *= -1  # a "neg_" scorer, sign kept
+    negated = lab03.judge_metrics(ev, ref)
+    assert not negated.passed and "flip its sign" in negated.message, negated.message
+    ev["candidates"]["linear"]["metrics"]["cv_rmse_mean"] = ref["test_metrics"]["linear"]["test_rmse"]
+    on_test = lab03.judge_metrics(ev, ref)
+    assert not on_test.passed and "3-fold cross-validation" in on_test.message and "flip" not in on_test.message
+    # pandas' sample standard deviation is as good as NumPy's population one.
+    ev = _submission(dict.fromkeys(CV_R2, "lower_r2"), set(), ref)
+    ev["candidates"]["linear"]["metrics"]["cv_r2_std"] = ref["metrics"]["linear"]["cv_r2_std_sample"]
+    assert lab03.judge_metrics(ev, ref).passed
+
+
 def test_a_png_header_alone_or_a_blank_canvas_is_not_a_figure() -> None:
     import io
 
@@ -134,17 +242,17 @@ def test_a_png_header_alone_or_a_blank_canvas_is_not_a_figure() -> None:
 # --- Notebooks ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@grading
 def test_solution_earns_full_marks_with_the_shipped_values(grade) -> None:
     # On the course's own inputs the self-checks compare with the shipped values (the hidden
     # test asks each model about all 1000 test rows), and the grader with its references.
-    result = grade(make_submission(done={1, 2, 3, 4, 5}, lab=LAB03), inputs=hidden.course_inputs())
+    result = grade(make_submission(done={1, 2, 3, 4, 5, 6}, lab=LAB03), inputs=hidden.course_inputs())
     assert points(result) == MAX, [c.message for c in result.checks]
     assert result.errors == []
     assert "1000 test rows" in messages(result)["check_todo3_models"]
 
 
-@pytest.mark.slow
+@grading
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB03), inputs=hidden.hidden_inputs(SEED))
     assert (result.score, result.max_score) == (0, 10)
@@ -154,31 +262,34 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert "log_model" in found["check_todo3_models"]
     assert "mlflow.log_figure" in found["check_todo4_figure"]
     assert "TODO 1 and TODO 2" in found["check_todo5_decision"]
+    assert "Finish TODO 5 first" in found["check_todo6_final"]
     assert sum("NotImplementedError" in e for e in result.errors) == 5
+    # TODO 6 starts from TODO 5's winner_run_id, which an untouched TODO 5 never sets.
+    assert any(e.startswith("todo6 raised NameError") for e in result.errors), result.errors
 
 
-@pytest.mark.slow
+@grading
 def test_a_metric_name_seconds_and_missing_trusted_types_lose_only_tasks_1_to_3(grade) -> None:
     replace = {
-        "todo1": solved("todo1", '"mae": mean_absolute_error', '"mean_absolute_error": mean_absolute_error'),
+        "todo1": solved("todo1", '"cv_mae_mean": -scores', '"cv_mean_absolute_error": -scores'),
         "todo2": solved("todo2", "(time.perf_counter() - start) * 1000", "time.perf_counter() - start"),
         # The histogram model does not hold sklearn.tree._tree.Tree: log_model fails for it.
         "todo3": solved("todo3", '["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]',
                         '["sklearn.tree._tree.Tree"]'),
     }
-    result = grade(make_submission(done={4, 5}, replace=replace, lab=LAB03), inputs=hidden.hidden_inputs(SEED))
+    result = grade(make_submission(done={4, 5, 6}, replace=replace, lab=LAB03), inputs=hidden.hidden_inputs(SEED))
     # TODO 5 is judged on the metrics in the store: latencies in seconds are all "within".
     assert points(result) == {**MAX, "check_todo1_metrics": 0, "check_todo2_latency": 0, "check_todo3_models": 0}
     found = messages(result)
-    assert "lacks metric(s) mae" in found["check_todo1_metrics"]
-    assert "mean_absolute_error" in found["check_todo1_metrics"]
+    assert "lacks metric(s) cv_mae_mean" in found["check_todo1_metrics"]
+    assert "cv_mean_absolute_error" in found["check_todo1_metrics"]
     assert "milliseconds" in found["check_todo2_latency"]
     assert "hist_gradient_boosting" in found["check_todo3_models"]
     assert "skops_trusted_types" in found["check_todo3_models"]
     assert any("todo3 raised MlflowException" in e for e in result.errors)
 
 
-@pytest.mark.slow
+@grading
 def test_copied_metrics_a_header_only_png_and_pasted_tags_earn_nothing(grade) -> None:
     ref = shipped()
     copied_metrics = (
@@ -201,14 +312,23 @@ def test_copied_metrics_a_header_only_png_and_pasted_tags_earn_nothing(grade) ->
         '    client.set_tag(runs[name], "decision", decision)\n'
         'mlflow.set_experiment_tag("winner_run_id", "4f1d2c3b5a6978a1b2c3d4e5f6a7b8c9")\n'
     )
+    copied_test = (
+        f"COPIED = {json.dumps(ref['test_metrics']['gradient_boosting'])}  # the winner's, on the course data\n"
+        'with mlflow.start_run(run_id=runs["gradient_boosting"]):\n'
+        "    mlflow.log_metrics(COPIED)\n"
+    )
     submission = make_submission(
-        done={2, 3}, replace={"todo1": copied_metrics, "todo4": header_only, "todo5": pasted_tags}, lab=LAB03
+        done={2, 3},
+        replace={"todo1": copied_metrics, "todo4": header_only, "todo5": pasted_tags, "todo6": copied_test},
+        lab=LAB03,
     )
     result = grade(submission, inputs=hidden.hidden_inputs(SEED))
-    assert points(result) == {**MAX, "check_todo1_metrics": 0, "check_todo4_figure": 0, "check_todo5_decision": 0}
+    assert points(result) == {**MAX, "check_todo1_metrics": 0, "check_todo4_figure": 0, "check_todo5_decision": 0,
+                              "check_todo6_final": 0}
     # No answer cell raised: a check of mere presence would have given full marks.
     assert not [e for e in result.errors if e.startswith("todo")], result.errors
     found = messages(result)
     assert "but its model gives" in found["check_todo1_metrics"]
     assert "not a PNG image" in found["check_todo4_figure"]
     assert "decision" in found["check_todo5_decision"] or "winner_run_id" in found["check_todo5_decision"]
+    assert "gives test_" in found["check_todo6_final"] and "on the test split" in found["check_todo6_final"]

@@ -6,6 +6,11 @@ data, asks a sandboxed process for each logged model's predictions, applies the 
 selection rule itself to the metrics in the store, and calls the same judgments with values
 it computed on hidden inputs. Latency depends on the machine: it is judged for presence and
 plausibility only, and the decision is judged against the latencies the run measured.
+
+The lab teaches Lab 02's lesson: the models are compared and chosen on cross-validated
+scores of the training split (``cv_*`` metrics), and the test split gives its word once, on
+the winner only (``test_*`` metrics on the winner's run, Task 6). A winner chosen on the test
+split loses Task 5; test scores on the other runs lose Task 6.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ PARAMS = [
     "PARENT_RUN_NAME",
     "SEED",
     "TEST_SIZE",
+    "CV_FOLDS",
     "N_ESTIMATORS",
     "MAX_DEPTH",
     "LATENCY_CALLS",
@@ -60,7 +66,14 @@ MODEL_TYPES = {
     "gradient_boosting": "GradientBoostingRegressor",
     "hist_gradient_boosting": "HistGradientBoostingRegressor",
 }
-METRICS = ("rmse", "mae", "r2")
+#: Cross-validated on the training split, logged into every model's run (Task 1).
+METRICS = ("cv_r2_mean", "cv_r2_std", "cv_rmse_mean", "cv_mae_mean")
+#: The metric the selection rule ranks by (higher is better).
+SELECTION = "cv_r2_mean"
+#: Errors, logged as positive numbers (scikit-learn's scorers give them negated).
+ERRORS = ("cv_rmse_mean", "cv_mae_mean")
+#: On the test split, logged into the winner's run only (Task 6).
+TEST_METRICS = ("test_rmse", "test_mae", "test_r2")
 LATENCY = "latency_p50_ms"
 FIGURE = "comparison.png"
 DECISION_TAG = "decision"
@@ -69,7 +82,7 @@ WINNER, OVER_BUDGET, LOWER_R2 = "winner", "over_budget", "lower_r2"
 DECISIONS = (WINNER, OVER_BUDGET, LOWER_R2)
 NO_WINNER = "none"
 #: Relative tolerance for logged metrics: rounding to 3-4 significant digits passes,
-#: a metric computed on the training split or as MSE instead of RMSE does not.
+#: a metric computed on the test split, on other folds or as MSE instead of RMSE does not.
 METRIC_RTOL = 1e-3
 #: A median single-row predict() takes far more than 10 µs and far less than a minute:
 #: outside this range the number is in seconds, or a batch time divided by its rows.
@@ -95,12 +108,16 @@ MESSAGES = {
         "`with mlflow.start_run(run_id=runs[name]):` so they go into that model's run."
     ),
     "wrong_metrics": (
-        "run '{run}' has {wrong}, but its model gives {expected} on the test split. "
-        "Compute each metric on y_test and model.predict(X_test)."
+        "run '{run}' has {wrong}, but its model gives {expected} by {folds}-fold cross-validation on the "
+        "training split. Cross-validate on X_train and y_train with cv=CV_FOLDS (the test split waits for "
+        "Task 6).{sign}"
     ),
-    "metrics_ok": "all {count} runs have rmse, mae and r2 matching the test split ({values}).",
+    "negated_error": (
+        " An error is positive: a 'neg_' scorer gives minus the error, so flip its sign before logging it."
+    ),
+    "metrics_ok": "all {count} runs have {metrics} matching {folds}-fold cross-validation ({values}).",
     "metrics_logged": (
-        "all {count} runs have rmse, mae and r2 ({values}); the grader checks the values on its own data."
+        "all {count} runs have {metrics} ({values}); the grader checks the values on its own data."
     ),
     "missing_latency": (
         "run '{run}' lacks metric '{metric}'; found: {found}. Log it with "
@@ -124,11 +141,11 @@ MESSAGES = {
         "skops_trusted_types instead: that is what this task is about."
     ),
     "no_signature": (
-        "the model of run '{run}' has no signature; pass signature=infer_signature(X_test, "
-        "model.predict(X_test))."
+        "the model of run '{run}' has no signature; pass signature=infer_signature(X_train, "
+        "model.predict(X_train))."
     ),
     "wrong_signature": "the signature of run '{run}' has inputs {found}; expected the feature columns {expected}.",
-    "no_example": "the model of run '{run}' has no input example; pass input_example=X_test.head(5).",
+    "no_example": "the model of run '{run}' has no input example; pass input_example=X_train.head(5).",
     "no_predictions": "the model logged in run '{run}' could not predict: {error}",
     "model_differs": (
         "the model logged in run '{run}' predicts differently from the {model_type} trained above "
@@ -154,7 +171,7 @@ MESSAGES = {
     ),
     "figure_ok": "run '{parent}' has the figure '{figure}'.",
     "rule_needs_metrics": (
-        "the rule needs r2 and {metric} in every model's run; missing in: {missing}. "
+        "the rule needs {selection} and {metric} in every model's run; missing in: {missing}. "
         "Finish TODO 1 and TODO 2 first."
     ),
     "no_decision": (
@@ -164,12 +181,16 @@ MESSAGES = {
     "unknown_decision": "run '{run}' is tagged {tag}={found}; a decision is one of {allowed}.",
     "many_winners": "{count} runs are tagged {tag}={winner} ({runs}); the rule picks at most one.",
     "wrong_decision": (
-        "run '{run}' is tagged {tag}={found}, but with r2={r2:.4g} and {metric}={latency:.3g} ms "
+        "run '{run}' is tagged {tag}={found}, but with {selection}={r2:.4g} and {metric}={latency:.3g} ms "
         "under a budget of {budget:g} ms the rule gives {tag}={expected}. {why}"
     ),
     "why_over_budget": "A model slower than the budget is out, whatever its R².",
-    "why_winner": "The winner is the best R² among the models within the budget.",
-    "why_lower_r2": "Only the best R² within the budget wins; the others within it are lower_r2.",
+    "why_winner": "The winner is the best cross-validated R² (cv_r2_mean) among the models within the budget.",
+    "why_lower_r2": "Only the best cv_r2_mean within the budget wins; the others within it are lower_r2.",
+    "why_test": (
+        "These decisions are the rule applied to the R² on the test split: choose on cv_r2_mean, and keep "
+        "the test split for the winner's final word (Task 6)."
+    ),
     "no_winner_tag": (
         "the experiment has no tag '{tag}'. Record the winner: "
         "mlflow.set_experiment_tag('{tag}', winner_run_id)."
@@ -183,7 +204,7 @@ MESSAGES = {
         "'{none}', not '{found}'."
     ),
     "decision_ok": (
-        "the recorded decision follows the rule: winner '{run}' (r2={r2:.4g}, {metric}={latency:.3g} ms, "
+        "the recorded decision follows the rule: winner '{run}' ({selection}={r2:.4g}, {metric}={latency:.3g} ms, "
         "budget {budget:g} ms); over budget: {over}."
     ),
     "decision_ok_no_winner": "the recorded decision follows the rule: no model is within {budget:g} ms.",
@@ -191,6 +212,35 @@ MESSAGES = {
         "every run has a decision ({values}) and the experiment names the winner; "
         "the grader checks them against the rule."
     ),
+    "final_needs_winner": (
+        "no winner is recorded (no run tagged {tag}={winner}, no experiment tag {winner_tag}): the final "
+        "word on the test split is for the winner. Finish TODO 5 first."
+    ),
+    "final_unknown_winner": (
+        "the experiment tag {winner_tag} is '{found}', which is none of the model runs: finish TODO 5 first."
+    ),
+    "test_on_others": (
+        "run(s) {runs} hold test-split metrics ({metrics}), but only the winner '{winner}' may: a score on "
+        "the test split of a model you did not choose invites choosing on it. Score the winner alone."
+    ),
+    "test_without_winner": (
+        "no model is within the budget, so there is no winner to score, yet run(s) {runs} hold test-split "
+        "metrics."
+    ),
+    "missing_test": (
+        "the winner's run '{run}' lacks {missing}; found: {found}. Score models[winner_name] on X_test "
+        "against y_test and log them into its run (winner_run_id)."
+    ),
+    "wrong_test": (
+        "the winner's run '{run}' has {wrong}, but its model gives {expected} on the test split. "
+        "Compare the winner's predictions for X_test with y_test."
+    ),
+    "final_ok": "the winner '{run}' alone was scored on the test split: {values} (cv_r2_mean {cv:.4g}).",
+    "final_logged": (
+        "the winner '{run}' alone holds test-split metrics ({values}); the grader checks the values on its "
+        "own data."
+    ),
+    "final_no_winner": "no model is within the budget, and no run was scored on the test split.",
 }
 
 
@@ -265,6 +315,7 @@ def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "experiment_name": params["EXPERIMENT_NAME"],
         "parent_run_name": params["PARENT_RUN_NAME"],
         "budget_ms": float(params["LATENCY_BUDGET_MS"]),
+        "cv_folds": int(params.get("CV_FOLDS", 3)),
     }
 
 
@@ -301,16 +352,30 @@ def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         if ref is None:
             continue
         want = ref[name]
-        wrong = [m for m in METRICS if not math.isclose(logged[m], want[m], rel_tol=METRIC_RTOL, abs_tol=1e-4)]
+        wrong = [m for m in METRICS if not _matches(logged[m], want, m)]
         if wrong:
+            negated = any(m in ERRORS and _close(-logged[m], want[m]) for m in wrong)
             return CheckResult(
                 False,
                 _msg("wrong_metrics", run=name, wrong=pairs({m: f"{logged[m]:.4g}" for m in wrong}),
-                     expected=pairs({m: f"{want[m]:.4g}" for m in wrong})),
+                     expected=pairs({m: f"{want[m]:.4g}" for m in wrong}), folds=exp.get("cv_folds", "k"),
+                     sign=_msg("negated_error") if negated else ""),
             )
-    values = ", ".join(f"{name} r2={run['metrics']['r2']:.3f}" for name, run in candidates.items())
+    values = ", ".join(f"{name} {SELECTION}={run['metrics'][SELECTION]:.3f}" for name, run in candidates.items())
     return CheckResult(True, _msg("metrics_ok" if ref is not None else "metrics_logged", count=len(candidates),
-                                  values=values))
+                                  values=values, metrics=", ".join(METRICS), folds=exp.get("cv_folds", "k")))
+
+
+def _close(logged: float, want: float) -> bool:
+    return math.isclose(logged, want, rel_tol=METRIC_RTOL, abs_tol=1e-4)
+
+
+def _matches(logged: float, want: Mapping[str, float], metric: str) -> bool:
+    """A logged metric against the reference; a standard deviation may be the population's
+    (NumPy's default) or the sample's (pandas')."""
+    if metric == "cv_r2_std" and "cv_r2_std_sample" in want and _close(logged, want["cv_r2_std_sample"]):
+        return True
+    return _close(logged, want[metric])
 
 
 def judge_latency(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
@@ -389,9 +454,10 @@ def judge_decision(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if candidates is None:
         return failure
     budget = exp["budget_ms"]
-    incomplete = [name for name, run in candidates.items() if not {"r2", LATENCY} <= set(run["metrics"])]
+    incomplete = [name for name, run in candidates.items() if not {SELECTION, LATENCY} <= set(run["metrics"])]
     if incomplete:
-        return CheckResult(False, _msg("rule_needs_metrics", metric=LATENCY, missing=", ".join(incomplete)))
+        return CheckResult(False, _msg("rule_needs_metrics", selection=SELECTION, metric=LATENCY,
+                                       missing=", ".join(incomplete)))
     tagged = {name: run["tags"].get(DECISION_TAG) for name, run in candidates.items()}
     for name, found in tagged.items():
         if found is None:
@@ -400,15 +466,18 @@ def judge_decision(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
             return CheckResult(False, _msg("unknown_decision", run=name, tag=DECISION_TAG, found=found,
                                            allowed=", ".join(DECISIONS)))
     rule = exp.get("decisions")
-    metrics = {name: (run["metrics"]["r2"], run["metrics"][LATENCY]) for name, run in candidates.items()}
+    metrics = {name: (run["metrics"][SELECTION], run["metrics"][LATENCY]) for name, run in candidates.items()}
     if rule is not None:
+        # The rule applied to the test split's R² (the grader's references): the typical mistake.
+        on_test = tagged == exp.get("test_decisions") and tagged != rule
         for name, found in tagged.items():
             if found != rule.get(name):
                 r2, latency = metrics[name]
+                why = "why_test" if on_test else f"why_{rule.get(name)}" if rule.get(name) in DECISIONS else None
                 return CheckResult(False, _msg(
                     "wrong_decision", run=name, tag=DECISION_TAG, found=found, expected=rule.get(name), r2=r2,
-                    metric=LATENCY, latency=latency, budget=budget, why=_msg(f"why_{rule.get(name)}")
-                    if rule.get(name) in DECISIONS else ""))
+                    selection=SELECTION, metric=LATENCY, latency=latency, budget=budget,
+                    why=_msg(why) if why else ""))
     winners = [name for name, found in tagged.items() if found == WINNER]
     if len(winners) > 1:
         return CheckResult(False, _msg("many_winners", count=len(winners), tag=DECISION_TAG, winner=WINNER,
@@ -431,9 +500,53 @@ def judge_decision(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(True, _msg("decision_recorded", values=pairs(tagged)))
     over = ", ".join(name for name, decision in tagged.items() if decision == OVER_BUDGET) or "none"
     r2, latency = metrics[winner]
-    return CheckResult(
-        True, _msg("decision_ok", run=winner, r2=r2, metric=LATENCY, latency=latency, budget=budget, over=over)
-    )
+    return CheckResult(True, _msg("decision_ok", run=winner, selection=SELECTION, r2=r2, metric=LATENCY,
+                                  latency=latency, budget=budget, over=over))
+
+
+def judge_final(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    """The winner the submission recorded (its decision tag, else the experiment's winner tag),
+    and no other run, holds test-split metrics; with the references at hand, they are its
+    model's scores on the test split. Judged on the recorded winner, right or wrong, so that a
+    wrong choice costs Task 5 only."""
+    candidates, failure = _candidate_runs(ev, exp)
+    if candidates is None:
+        return failure
+    tested = {name: sorted(m for m in TEST_METRICS if m in run["metrics"]) for name, run in candidates.items()}
+    recorded = ((ev.get("experiment") or {}).get("tags") or {}).get(WINNER_TAG)
+    tagged = [name for name, run in candidates.items() if run["tags"].get(DECISION_TAG) == WINNER]
+    by_id = {run["id"]: name for name, run in candidates.items()}
+    if len(tagged) == 1:
+        winner = tagged[0]
+    elif recorded == NO_WINNER and not tagged:
+        scored = [name for name, found in tested.items() if found]
+        if scored:
+            return CheckResult(False, _msg("test_without_winner", runs=", ".join(scored)))
+        return CheckResult(True, _msg("final_no_winner"))
+    elif recorded in by_id:
+        winner = by_id[recorded]
+    elif recorded is not None:
+        return CheckResult(False, _msg("final_unknown_winner", winner_tag=WINNER_TAG, found=recorded))
+    else:
+        return CheckResult(False, _msg("final_needs_winner", tag=DECISION_TAG, winner=WINNER, winner_tag=WINNER_TAG))
+    others = [name for name, found in tested.items() if found and name != winner]
+    if others:
+        found = sorted({m for name in others for m in tested[name]})
+        return CheckResult(False, _msg("test_on_others", runs=", ".join(others), metrics=", ".join(found),
+                                       winner=winner))
+    logged = candidates[winner]["metrics"]
+    missing = [m for m in TEST_METRICS if m not in logged]
+    if missing:
+        return CheckResult(False, _msg("missing_test", run=winner, missing=", ".join(missing), found=names(logged)))
+    values = pairs({m: f"{logged[m]:.4g}" for m in TEST_METRICS})
+    ref = (exp.get("test_metrics") or {}).get(winner)
+    if ref is None:
+        return CheckResult(True, _msg("final_logged", run=winner, values=values))
+    wrong = [m for m in TEST_METRICS if not _close(logged[m], ref[m])]
+    if wrong:
+        return CheckResult(False, _msg("wrong_test", run=winner, wrong=pairs({m: f"{logged[m]:.4g}" for m in wrong}),
+                                       expected=pairs({m: f"{ref[m]:.4g}" for m in wrong})))
+    return CheckResult(True, _msg("final_ok", run=winner, values=values, cv=logged.get(SELECTION, math.nan)))
 
 
 #: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
@@ -443,6 +556,7 @@ CHECKS: dict[str, tuple[int, Judge]] = {
     "check_todo3_models": (3, judge_models),
     "check_todo4_figure": (4, judge_figure),
     "check_todo5_decision": (5, judge_decision),
+    "check_todo6_final": (6, judge_final),
 }
 
 
