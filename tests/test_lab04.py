@@ -2,7 +2,8 @@
 lose exactly their task's points, no model server left running, even when the serving cell
 fails, and cheats that a check of mere presence would pass: numbers copied from a run on the
 course data, tags that claim a promotion and a rollback the aliases never made, and a
-serving record without a server.
+serving record without a server. The test split gives its word on the chosen model (the
+challenger) only, and the promotion cell can run twice.
 
 Every test here executes the notebook, most of them with a model server (40-90 s each); each
 notebook carries mistakes of different tasks, so that one execution serves several assertions.
@@ -15,13 +16,12 @@ import time
 
 import nbformat
 import psutil
-import pytest
 
 from autograder import hidden
 from autograder.course import LABS, ROOT
 from autograder.kit import lab04, lab04_serve
 from autograder.notebook import grade_id
-from tests.conftest import make_submission, points
+from tests.conftest import grading, make_submission, points, solution_code
 
 LAB04 = LABS["04_registry"]
 MAX = {
@@ -111,7 +111,7 @@ def message(result, check_id: str) -> str:
     return next(c.message for c in result.checks if c.id == check_id)
 
 
-@pytest.mark.slow
+@grading
 def test_solution_earns_full_marks_and_stops_its_server(grade) -> None:
     since = time.time()
     result = grade(make_submission(done=ALL, add_after={"todo6": PROBE}, lab=LAB04))
@@ -122,14 +122,14 @@ def test_solution_earns_full_marks_and_stops_its_server(grade) -> None:
     assert_no_server_left(since)
 
 
-@pytest.mark.slow
+@grading
 def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
     result = grade(make_submission(done=set(), lab=LAB04))
     assert (result.score, result.max_score) == (0, 10)
     assert [c.passed for c in result.checks] == [False] * 6
     assert "mlflow.register_model" in message(result, "check_todo1_register")
     assert "register the two models first" in message(result, "check_todo2_aliases")
-    assert "load the champion by alias" in message(result, "check_todo3_load").lower()
+    assert "load the challenger by alias" in message(result, "check_todo3_load").lower()
     assert "TODO 1" in message(result, "check_todo4_promote")
     assert "TODO 1" in message(result, "check_todo5_rollback")
     assert "serve the champion" in message(result, "check_todo6_serve").lower()
@@ -154,7 +154,7 @@ ROLLBACK_BY_REGISTERING = (
 )
 
 
-@pytest.mark.slow
+@grading
 def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2_and_5(grade) -> None:
     nb = make_submission(done=ALL, replace={"todo2": STAGE_INSTEAD_OF_CHALLENGER, "todo5": ROLLBACK_TAG_ONLY},
                          lab=LAB04)
@@ -166,7 +166,7 @@ def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2
     assert "champion still points to the promoted version 2" in message(result, "check_todo5_rollback")
 
 
-@pytest.mark.slow
+@grading
 def test_a_failing_request_and_a_rollback_that_registers_again_lose_only_tasks_5_and_6(grade) -> None:
     since = time.time()
     nb = make_submission(done=ALL, replace={"todo5": ROLLBACK_BY_REGISTERING, "todo6": todo6_answered(FAILING_REQUEST)},
@@ -180,23 +180,23 @@ def test_a_failing_request_and_a_rollback_that_registers_again_lose_only_tasks_5
     assert_no_server_left(since)
 
 
-@pytest.mark.slow
+@grading
 def test_copied_rmse_and_a_server_left_running_lose_only_tasks_3_and_6(grade) -> None:
-    """(a) TODO 3 answered with the champion's RMSE on the course data, as a constant: right in
-    the self-check on the course data, wrong on the grader's hidden inputs."""
+    """(a) TODO 3 answered with the challenger's test RMSE on the course data, as a constant:
+    right in the self-check on the course data, wrong on the grader's hidden inputs."""
     since = time.time()
     shipped = json.loads((KIT_EXPECTED / "04_registry.json").read_text(encoding="utf-8"))["expected"]["rmse"]
     copied = (
-        "champion_pred = y_test.to_numpy()  # nothing loaded, nothing predicted\n"
+        "challenger_pred = y_test.to_numpy()  # nothing loaded, nothing predicted\n"
         "with mlflow.start_run(run_name=EVAL_RUN):\n"
-        f"    mlflow.log_metric('rmse', {shipped['rf-small']!r})\n"
+        f"    mlflow.log_metric('test_rmse', {shipped['rf-large']!r})\n"
     )
     nb = make_submission(done=ALL, replace={"todo3": copied, "todo6": todo6_answered(LEAKED_SERVER)}, lab=LAB04)
     result = grade(nb, inputs=hidden.hidden_inputs(12345))
     lost = {"check_todo3_load": 0, "check_todo6_serve": 0}
     assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
-    assert f"rmse={shipped['rf-small']:.4g}" in message(result, "check_todo3_load")
-    assert "scores rmse=" in message(result, "check_todo3_load")
+    assert f"test_rmse={shipped['rf-large']:.4g}" in message(result, "check_todo3_load")
+    assert "scores test_rmse=" in message(result, "check_todo3_load")
     assert "still answers on port" in message(result, "check_todo6_serve")
     assert_no_server_left(since)
 
@@ -223,7 +223,7 @@ NO_SERVER = (
 )
 
 
-@pytest.mark.slow
+@grading
 def test_tags_without_alias_moves_and_a_serving_record_without_a_server_earn_nothing(grade) -> None:
     nb = make_submission(
         done=ALL,
@@ -313,3 +313,90 @@ def test_the_serving_program_sets_its_own_port_and_reads_the_documented_formats(
     assert lab04.request_rows({"data": [list(row.values())]}) is None  # the pre-2.0 format
     assert lab04_serve.request_body([row], "inputs") == {"inputs": [row]}
     assert "dataframe_split" in lab04_serve.request_body([row], None)
+
+
+def test_the_test_split_scores_the_challenger_not_the_champion() -> None:
+    """TODO 3 gives the test split's one word on the chosen model, the challenger: the champion
+    it may replace (the model in service, not chosen this week) is not scored on it."""
+    reg = registry({"champion": 1, "challenger": 2}, SOLVED_MOVES, tags2=PROMOTED)
+
+    def judged(metrics: dict[str, float]) -> lab04.CheckResult:
+        ev = {"registry": reg, "eval_run": {"name": "eval", "metrics": metrics}}
+        return lab04.judge_load(ev, EXP)
+
+    assert judged({"test_rmse": 30.0}).passed
+    on_champion = judged({"test_rmse": 40.0})
+    assert not on_champion.passed and "model of 'small', which was not chosen" in on_champion.message
+    assert "metric 'test_rmse'" in judged({"rmse": 30.0}).message
+    # The self-check (no references): structure only.
+    ev = {"registry": reg, "eval_run": {"name": "eval", "metrics": {"test_rmse": 1.0}}}
+    assert "grader checks" in lab04.judge_load(ev, {k: v for k, v in EXP.items() if k != "rmse"}).message
+
+
+def _promotion_cell(answer: str | None = None) -> str:
+    """The TODO 4 cell as a student who solved it has it (the master's answer, or ``answer``
+    in place of the whole cell)."""
+    if answer is not None:
+        return answer
+    master = next(c for c in nbformat.read(LAB04.master, as_version=4).cells if grade_id(c) == "todo4")
+    return solution_code(master)
+
+
+#: TODO 4 as it was written before the cell guarded against a second run.
+UNGUARDED_PROMOTION = (
+    'previous = client.get_model_version_by_alias(MODEL_NAME, "champion").version\n'
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "validation_status", "passed")\n'
+    'client.set_model_version_tag(MODEL_NAME, new_version.version, "previous_champion", str(previous))\n'
+    'client.set_registered_model_alias(MODEL_NAME, "champion", new_version.version)\n'
+)
+
+
+def test_the_promotion_cell_can_run_twice_and_a_bad_tag_message_gives_the_way_out(tmp_path) -> None:  # noqa: ANN001
+    """A real store (a copy of the grader's migrated template, with the alias-move triggers):
+    two versions registered and aliased as TODOs 1 and 2 leave them; then the TODO 4 cell runs
+    twice. The master's cell finds its own promotion and changes nothing; the old, unguarded
+    answer records the new champion as its own predecessor, and the self-check's message
+    carries the exact call that puts it right."""
+    from mlflow import MlflowClient
+
+    from autograder import store
+
+    params = {"EXPERIMENT_NAME": "lab04-registry", "MODEL_NAME": "devops-response-time", "IN_SERVICE_RUN": "rf-small",
+              "WINNER_RUN": "rf-large", "EVAL_RUN": "challenger-test", "SERVE_RUN": "serve-champion", "SEED": 42,
+              "TEST_SIZE": 0.25}
+    exp = lab04.expected_from_params(params)
+
+    def registered(folder: str) -> tuple[str, dict]:
+        uri = store.fresh_store(tmp_path / folder, store.template())
+        assert lab04.record_alias_moves(uri)
+        client = MlflowClient(uri, uri)
+        experiment = client.create_experiment(params["EXPERIMENT_NAME"])
+        name = params["MODEL_NAME"]
+        client.create_registered_model(name)
+        versions = [client.create_model_version(name, f"file:///nowhere/{run}", run_id=client.create_run(
+            experiment, run_name=run).info.run_id) for run in ("rf-small", "rf-large")]
+        client.set_registered_model_alias(name, "champion", versions[0].version)
+        client.set_registered_model_alias(name, "challenger", versions[1].version)
+        client.set_model_version_tag(name, versions[0].version, "validation_status", "passed")
+        client.set_model_version_tag(name, versions[1].version, "validation_status", "pending")
+        return uri, {"client": client, "MODEL_NAME": name, "new_version": versions[1]}
+
+    def promote_twice(uri: str, namespace: dict, cell: str) -> lab04.CheckResult:
+        for _ in range(2):
+            exec(cell, namespace)  # noqa: S102 - the course's own answer, or a known mistake
+        return lab04.judge_promote(lab04.evidence(uri, params), exp)
+
+    uri, namespace = registered("guarded")
+    result = promote_twice(uri, namespace, _promotion_cell())
+    assert result.passed, result.message
+    moves = lab04.alias_moves(uri, params["MODEL_NAME"])
+    assert [v for alias, v in moves if alias == "champion"] == [1, 2]  # promoted once, not twice
+
+    uri, namespace = registered("unguarded")
+    result = promote_twice(uri, namespace, UNGUARDED_PROMOTION)
+    assert not result.passed and "previous_champion='2'" in result.message, result.message
+    way_out = result.message.split("run this self-check again: ")[1].rstrip(".")
+    assert way_out == "client.set_model_version_tag(MODEL_NAME, '2', 'previous_champion', '1')"
+    exec(way_out, namespace)  # noqa: S102 - the call the message tells the student to make
+    fixed = lab04.judge_promote(lab04.evidence(uri, params), exp)
+    assert fixed.passed, fixed.message

@@ -45,11 +45,13 @@ from autograder.kit.checking import (
 LAB = "04_registry"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = ["EXPERIMENT_NAME", "MODEL_NAME", "IN_SERVICE_RUN", "WINNER_RUN", "EVAL_RUN", "SERVE_RUN", "SEED",
-          "TEST_SIZE"]
+          "TEST_SIZE", "CV_FOLDS"]
 CHAMPION, CHALLENGER = "champion", "challenger"
 STATUS, PREVIOUS = "validation_status", "previous_champion"
 PASSED, PENDING, ROLLED_BACK = "passed", "pending", "rolled_back"
 SERVING_FILE = "serving.json"
+#: The metric of the run EVAL_RUN: the chosen model's (the challenger's) RMSE on the test split.
+TEST_METRIC = "test_rmse"
 HOST = "127.0.0.1"
 #: Relative tolerance for the logged RMSE: another formula for the same RMSE passes, the RMSE
 #: of the other model (20% apart) or of the training split does not.
@@ -111,24 +113,28 @@ MESSAGES = {
         "it): run the notebook from the top."
     ),
     "no_eval_run": (
-        "no run named '{run}' with metric 'rmse' (found: {found}). Load the champion by alias, predict "
-        "X_test, and log its test RMSE as metric 'rmse' in a run named EVAL_RUN."
+        "no run named '{run}' with metric '{metric}' (found: {found}). Load the challenger by alias, predict "
+        "X_test, and log its RMSE on the test split as metric '{metric}' in a run named EVAL_RUN."
     ),
+    "no_challenger": "no alias 'challenger' on '{name}' yet: set the aliases first (TODO 2).",
     "eval_wrong": (
-        "run '{run}' has rmse={found:.4g}, but the champion (version {version}, from '{role}') scores "
-        "rmse={expected:.4g} on the test split{other}. Load it with "
-        "mlflow.pyfunc.load_model(f'models:/{{MODEL_NAME}}@champion') and compare its predictions for "
+        "run '{run}' has {metric}={found:.4g}, but the challenger (version {version}, from '{role}') scores "
+        "{metric}={expected:.4g} on the test split{other}. Load it with "
+        "mlflow.pyfunc.load_model(f'models:/{{MODEL_NAME}}@challenger') and compare its predictions for "
         "X_test with y_test."
     ),
-    "eval_other": "; {found:.4g} is the test RMSE of the model of '{role}'",
-    "eval_unknown": (
-        "the champion (version {version}) comes from run '{role}', not from one of the two trained models: "
-        "point champion to the version of IN_SERVICE_RUN (TODO 2)."
+    "eval_other": (
+        "; {found:.4g} is the test RMSE of the model of '{role}', which was not chosen: the test split gives "
+        "its word on the chosen model only"
     ),
-    "eval_ok": "run '{run}' has rmse={value:.4g}, the test RMSE of the champion (version {version}).",
+    "eval_unknown": (
+        "the challenger (version {version}) comes from run '{role}', not from one of the two trained models: "
+        "point challenger to the version of the winner (TODO 2)."
+    ),
+    "eval_ok": "run '{run}' has {metric}={value:.4g}, the test RMSE of the challenger (version {version}).",
     "eval_logged": (
-        "run '{run}' has rmse={value:.4g} for the champion (version {version}); the grader checks the value "
-        "on its own data."
+        "run '{run}' has {metric}={value:.4g} for the challenger (version {version}); the grader checks the "
+        "value on its own data."
     ),
     "no_promotion": (
         "no version of '{name}' has a tag '{tag}', and champion points to version {champion}. Promote the "
@@ -144,7 +150,11 @@ MESSAGES = {
     ),
     "bad_previous": (
         "version {version} has {tag}='{found}'; expected the version that was champion before the "
-        "promotion, a version of '{expected}' ({candidates})."
+        "promotion, a version of '{expected}' ({candidates}).{way_out}"
+    ),
+    "bad_previous_way_out": (
+        " If a second run of the promotion recorded the wrong one, put the tag right and run this self-check "
+        "again: client.set_model_version_tag(MODEL_NAME, '{version}', '{tag}', '{candidate}')."
     ),
     "not_validated": (
         "version {version} has {tag}='{found}'; promote a challenger only once it passed validation: set "
@@ -292,7 +302,9 @@ def registry_record(mlflow_client: Any, tracking_uri: str, name: str) -> dict[st
         "exists": True,
         "versions": sorted(versions, key=lambda v: v["version"]),
         "aliases": {alias: int(v) for alias, v in (found[0].aliases or {}).items()},
-        "moves": alias_moves(tracking_uri, name),
+        # In a notebook the versions are this run's only (checking.SessionClient): so are the moves.
+        "moves": None if (moves := alias_moves(tracking_uri, name)) is None else [
+            m for m in moves if m[1] is None or m[1] in {v["version"] for v in versions}],
     }
 
 
@@ -541,28 +553,28 @@ def judge_aliases(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    """The run EVAL_RUN holds the challenger's RMSE on the test split: the chosen model's, the
+    one number the test split gives (the in-service model's would be a second look at it)."""
     run_name, run = exp["eval_run"], ev.get("eval_run")
-    if run is None or "rmse" not in run["metrics"]:
+    if run is None or TEST_METRIC not in run["metrics"]:
         found = names(run["metrics"]) if run else "no such run"
-        return CheckResult(False, _msg("no_eval_run", run=run_name, found=found))
+        return CheckResult(False, _msg("no_eval_run", run=run_name, found=found, metric=TEST_METRIC))
     reg = _Registry(ev["registry"]) if ev["registry"]["exists"] else None
-    if reg is None or CHAMPION not in reg.aliases:
-        return CheckResult(False, _msg("no_champion", name=ev["registry"]["name"]))
-    # The champion when TODO 3 ran: the one before any promotion (after a rollback, it is
-    # the champion again).
-    version = reg.original_champion()
-    role, logged = reg.role(version), float(run["metrics"]["rmse"])
+    if reg is None or CHALLENGER not in reg.aliases:
+        return CheckResult(False, _msg("no_challenger", name=ev["registry"]["name"]))
+    version = reg.aliases[CHALLENGER]  # promotion and rollback leave it in place
+    role, logged = reg.role(version), float(run["metrics"][TEST_METRIC])
     reference = exp.get("rmse")
     if reference is None:
-        return CheckResult(True, _msg("eval_logged", run=run_name, value=logged, version=version))
+        return CheckResult(True, _msg("eval_logged", run=run_name, value=logged, version=version, metric=TEST_METRIC))
     if role not in reference:
         return CheckResult(False, _msg("eval_unknown", version=version, role=role))
     if math.isclose(logged, reference[role], rel_tol=METRIC_RTOL):
-        return CheckResult(True, _msg("eval_ok", run=run_name, value=logged, version=version))
+        return CheckResult(True, _msg("eval_ok", run=run_name, value=logged, version=version, metric=TEST_METRIC))
     other = "".join(_msg("eval_other", found=value, role=r) for r, value in reference.items()
                     if r != role and math.isclose(logged, value, rel_tol=METRIC_RTOL))
     return CheckResult(False, _msg("eval_wrong", run=run_name, found=logged, version=version, role=role,
-                                   expected=reference[role], other=other))
+                                   expected=reference[role], other=other, metric=TEST_METRIC))
 
 
 def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
@@ -586,8 +598,10 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     previous = _as_version(previous_tag)
     if previous not in reg.versions or reg.role(previous) != in_service:
         candidates = ", ".join(f"version {v}" for v in reg.with_role(in_service)) or "none registered"
+        older = [v for v in reg.with_role(in_service) if v < version]
+        way_out = _msg("bad_previous_way_out", version=version, tag=PREVIOUS, candidate=older[-1]) if older else ""
         return CheckResult(False, _msg("bad_previous", version=version, tag=PREVIOUS, found=previous_tag,
-                                       expected=in_service, candidates=candidates))
+                                       expected=in_service, candidates=candidates, way_out=way_out))
     if _status(reg, version, (PASSED, ROLLED_BACK)):
         return CheckResult(False, _msg("not_validated", version=version, tag=STATUS, found=reg.tag(version, STATUS)))
     if _moves_missing(reg, exp):

@@ -1,5 +1,5 @@
 """Lab 04 references: the two forests of the notebook's given training cell, retrained on the
-grader's inputs: each one's test RMSE (what TODO 3 logs for the champion) and its predictions
+grader's inputs: each one's test RMSE (what TODO 3 logs for the challenger, the chosen model) and its predictions
 on rows of the grader's own (what the champion's server must answer in TODO 6)."""
 
 from __future__ import annotations
