@@ -2,19 +2,22 @@
 typical mistakes, each costing the points of the task it breaks, and hostile submissions
 (values copied from a run on the course data, work faked so that it merely exists).
 
-Every test here but two (which judge evidence directly) executes a notebook (about 25-40 s each).
+The tests marked ``grading`` execute a notebook (about 25-40 s each); the others judge evidence
+directly, or run one cell's code on a small store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import nbformat
+import pytest
 
 from autograder import hidden
 from autograder.course import LABS
-from autograder.kit import lab02
-from autograder.kit.checking import EXPECTED_DIR, png_summary
+from autograder.kit import lab02, labkit
+from autograder.kit.checking import EXPECTED_DIR, SelfCheckFailed, png_summary
 from autograder.notebook import grade_id
 from tests.conftest import grading, make_submission, partial_todos, points, solution_code
 
@@ -70,7 +73,10 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert "mlflow.log_figure" in messages["check_todo5_surface"]
     # TODO 1 defines a function: its stub raises in the given trial cell, not in its own.
     raised = [e.split()[0] for e in result.errors if "NotImplementedError" in e]
-    assert raised == ["trial", "todo2", "todo3", "todo4", "todo5"], result.errors
+    assert raised == ["trial", "todo2", "todo3"], result.errors
+    # TODOs 4 and 5 work on the sweep of TODO 3: they say so in one line, before their stubs.
+    waiting = [e.split()[0] for e in result.errors if "needs the sweep of TODO 3" in e]
+    assert waiting == ["todo4", "todo5"], result.errors
 
 
 @grading
@@ -93,6 +99,76 @@ def _sweep(chosen: str) -> dict:
                          "best_max_depth": best["params"]["max_depth"]},
               "metrics": {"best_cv_r2_mean": best["metrics"]["cv_r2_mean"], "best_test_r2": best["metrics"]["test_r2"]}}
     return {"parent": parent, "children": kids}
+
+
+def test_a_run_name_where_the_run_id_belongs_is_named_as_such() -> None:
+    """A run's name looks like an answer, but names repeat from sweep to sweep: the message
+    says it is a name and where the id is; an unknown value is still "not a child run"."""
+    sweep = _sweep("rf-b")
+    sweep["parent"]["tags"]["best_run_id"] = "rf-b"
+    result = lab02.judge_best(sweep, COURSE)
+    assert not result.passed and "the NAME of a child run" in result.message, result.message
+    assert "'run_id' column" in result.message
+    sweep["parent"]["tags"]["best_run_id"] = "0123456789abcdef"
+    result = lab02.judge_best(sweep, COURSE)
+    assert not result.passed and "not a child run" in result.message, result.message
+
+
+def _cell(gid: str) -> str:
+    """The master's answer to a TODO cell, as a student who solved it has it."""
+    return solution_code(next(c for c in nbformat.read(LAB.master, as_version=4).cells if grade_id(c) == gid))
+
+
+@pytest.fixture
+def notebook_globals(tmp_path, monkeypatch) -> Iterator[dict]:
+    """What Lab 02's cells see after TODO 2 on a fresh store: an experiment and an active parent
+    run (MLflow's process-wide state is put back afterwards)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    import pandas as pd
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(labkit.sqlite_uri(tmp_path / "mlflow.db"))
+    experiment = mlflow.set_experiment("lab02-tuning")
+    parent = mlflow.start_run(run_name="rf-grid-search")
+    master = nbformat.read(LAB.master, as_version=4).cells
+    namespace = {"mlflow": mlflow, "pd": pd, "plt": plt, "lab02": lab02, "experiment": experiment, "parent": parent,
+                 "results": []}
+    exec(next(c.source for c in master if grade_id(c) == "plot_helper"), namespace)
+    yield namespace
+    mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def test_todo4_and_todo5_after_an_untouched_todo3_say_todo3_comes_first(notebook_globals) -> None:
+    """An untouched TODO 3 used to make correct TODOs 4 and 5 fail with a raw IndexError (the
+    first row of an empty search) and KeyError (a pivot of no rows). Now each says, in one line,
+    that TODO 3 comes first; once the sweep has a child, the same cells run."""
+    import mlflow
+
+    for todo in (4, 5):
+        with pytest.raises(SelfCheckFailed, match=f"TODO {todo} needs the sweep of TODO 3 first"):
+            exec(_cell(f"todo{todo}"), notebook_globals)
+    assert "best" not in notebook_globals  # stopped before the student's own code ran
+
+    with mlflow.start_run(run_name="rf-n20-d4", nested=True):
+        mlflow.log_params({"n_estimators": 20, "max_depth": 4})
+        mlflow.log_metrics({"cv_r2_mean": 0.8, "cv_r2_std": 0.01, "test_r2": 0.82, "test_rmse": 40.0})
+    notebook_globals["results"] = [{"n_estimators": 20, "max_depth": 4, "cv_r2_mean": 0.8}]
+    exec(_cell("todo4"), notebook_globals)
+    assert notebook_globals["best"]["tags.mlflow.runName"] == "rf-n20-d4"
+    exec(_cell("todo5"), notebook_globals)
+    assert notebook_globals["surface"].shape == (1, 1)
+
+
+def test_todo4_without_the_parent_of_todo2_says_so(notebook_globals) -> None:
+    del notebook_globals["parent"]
+    with pytest.raises(SelfCheckFailed, match="needs the parent run of TODO 2"):
+        exec(_cell("todo4"), notebook_globals)
 
 
 def test_the_best_picked_on_the_test_split_is_not_the_best() -> None:

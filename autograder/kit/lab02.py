@@ -19,6 +19,7 @@ from autograder.kit.checking import (
     CheckResult,
     Evidence,
     Judge,
+    SelfCheckFailed,
     artifact_names,
     client,
     is_plot,
@@ -169,6 +170,22 @@ MESSAGES = {
         "mlflow.set_tag('{tag}', best['run_id'])."
     ),
     "best_not_child": "the parent's {tag} is '{found}', which is not a child run of '{run}'.",
+    "best_is_a_name": (
+        "the parent's {tag} is '{found}', the NAME of a child run; record its run id instead (the "
+        "'run_id' column of what mlflow.search_runs returns): names repeat from one sweep to the next, "
+        "ids do not."
+    ),
+    "needs_parent": (
+        "TODO {todo} needs the parent run of TODO 2, and there is none: run the cell of TODO 2 first."
+    ),
+    "needs_children": (
+        "TODO {todo} needs the sweep of TODO 3 first: the parent run '{run}' has no child runs with "
+        "{metric} yet. Run the cell of TODO 3 until its self-check says ✔, then this cell again."
+    ),
+    "needs_results": (
+        "TODO {todo} needs the sweep of TODO 3 first: `results` holds no configuration yet. Run the "
+        "cell of TODO 3 until its self-check says ✔, then this cell again."
+    ),
     "best_unscored": "the parent's {tag} names '{chosen}', a child run without metric {metric}.",
     "best_is_worst": (
         "the parent's {tag} names '{chosen}', the child with the LOWEST {metric} ({value:.4f}). "
@@ -521,7 +538,8 @@ def judge_best(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("best_no_tag", run=run, tag=BEST_TAG, found=names(user_tags)))
     by_id = {c["id"]: c for c in kids}
     if chosen_id not in by_id:
-        return CheckResult(False, _msg("best_not_child", tag=BEST_TAG, found=chosen_id, run=run))
+        key = "best_is_a_name" if chosen_id in {c["name"] for c in kids} else "best_not_child"
+        return CheckResult(False, _msg(key, tag=BEST_TAG, found=chosen_id, run=run))
     chosen = by_id[chosen_id]
     if SELECTION not in chosen["metrics"]:
         return CheckResult(False, _msg("best_unscored", tag=BEST_TAG, chosen=chosen["name"], metric=SELECTION))
@@ -587,6 +605,30 @@ CHECKS: dict[str, tuple[int, Judge]] = {
 
 
 # --- In the notebook ----------------------------------------------------------------------
+
+
+def require_sweep(namespace: Mapping[str, Any], todo: int) -> None:
+    """Stop TODO 4 or 5 with one line when the sweep of TODO 3 is not there to work on.
+
+    Without it, an untouched TODO 3 makes a correct TODO 4 fail with a raw ``IndexError``
+    (the first row of an empty search) and TODO 5 with a ``KeyError`` (a pivot of no rows):
+    the student would hunt for a bug in the wrong cell. TODO 4 works on the child runs in
+    the store, so the store is what is asked; TODO 5 plots ``results``, so that is."""
+    parent = namespace.get("parent")
+    if parent is None:
+        raise SelfCheckFailed(_msg("needs_parent", todo=todo))
+    if todo == 5:
+        if not namespace.get("results"):
+            raise SelfCheckFailed(_msg("needs_results", todo=todo))
+        return
+    import mlflow
+
+    with quiet():
+        mlflow_client = client(mlflow.get_tracking_uri())
+        kids = _search(mlflow_client, f"tags.{PARENT_TAG} = {_quoted(parent.info.run_id)}")
+    if not any(SELECTION in k["metrics"] for k in kids):
+        raise SelfCheckFailed(_msg("needs_children", todo=todo, run=parent.info.run_name, metric=SELECTION))
+
 
 
 def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
