@@ -1,5 +1,6 @@
 """What a class grading leaves in its output folder: ``grades.csv``, one feedback file per
-submission, and ``class_report.html`` with the plots a teacher looks at first."""
+submission, ``class_report.html`` with the plots a teacher looks at first (and the similarity
+report), and the exports for Canvas, Moodle and Gradescope."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from autograder import exports, late
 from autograder.report import feedback_markdown
 from autograder.results import GradeResult
+from autograder.roster import Student
 
 # Every sentence of the report, in one place (for translation).
 TEXT = {
@@ -35,17 +38,19 @@ def _result(record: dict[str, Any]) -> GradeResult:
 def _defused(table: Any) -> Any:
     """A spreadsheet runs a cell that starts with = + - @ as a formula (one that can send its
     neighbours to a web address): such text cells get a leading apostrophe."""
-    def cell(value: Any) -> Any:
-        return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-    return table.map(cell)
+    return table.map(exports.defuse)
 
 
-def grades_table(records: list[dict[str, Any]], due: datetime | None) -> Any:
+def grades_table(records: list[dict[str, Any]], due: datetime | None = None,
+                 policy: late.LatePolicy | None = None) -> Any:
     """One row per student and lab: ``student_id, lab, score, max_score``, the points of each
-    check, ``late`` when a due date is set, then ``seconds`` and the first error."""
+    check; with a due date or a late policy ``late``, ``days_late``, ``late_penalty`` and
+    ``final_score`` (the score less the penalty); then ``regrades``, ``seconds`` and the first error."""
     import pandas as pd
 
+    if policy is None and due is not None:
+        policy = late.LatePolicy.everywhere(due)
+    late.annotate(records, policy)
     rows = []
     for r in records:
         row: dict[str, Any] = {
@@ -55,9 +60,13 @@ def grades_table(records: list[dict[str, Any]], due: datetime | None) -> Any:
             "max_score": r["max_score"],
         }
         row.update({c["id"]: c["points"] for c in r.get("checks", [])})
-        if due is not None:
-            submitted = r.get("submitted_at")
-            row["late"] = bool(submitted and datetime.fromisoformat(submitted) > due)
+        if policy is not None:
+            decided = r.get("late_policy") or {}
+            row["late"] = decided.get("days_late", 0) > 0
+            row["days_late"] = decided.get("days_late", 0)
+            row["late_penalty"] = decided.get("penalty", 0.0)
+            row["final_score"] = r["final_score"]
+        row["regrades"] = len(r.get("regrades", []))
         row["seconds"] = r.get("seconds", 0.0)
         row["error"] = (r.get("errors") or [""])[0]
         rows.append(row)
@@ -72,7 +81,7 @@ def _figure_tag(fig: Any) -> str:
     return f'<img alt="" src="data:image/png;base64,{encoded}">'
 
 
-def class_report_html(records: list[dict[str, Any]]) -> str:
+def class_report_html(records: list[dict[str, Any]], similarity_html: str = "") -> str:
     """A single self-contained HTML page (plots embedded), readable offline."""
     import matplotlib
 
@@ -123,15 +132,34 @@ def class_report_html(records: list[dict[str, Any]]) -> str:
             for r in sorted(problems, key=lambda r: r["student_id"])
         )
         parts += [f"<h2>{TEXT['problems']}</h2>", f"<ul>{items}</ul>"]
-    style = "body{font-family:sans-serif;max-width:52em;margin:2em auto}img{max-width:100%}"
+    parts.append(similarity_html)
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}img{max-width:100%}"
+             "table.pair{border-collapse:collapse;width:100%}table.pair td{vertical-align:top;border:1px solid #ccc;"
+             "width:50%}pre{white-space:pre-wrap;font-size:85%;margin:0}")
     return f"<!doctype html><meta charset='utf-8'><title>{TEXT['title']}</title><style>{style}</style>" + "".join(parts)
 
 
-def write_outputs(records: list[dict[str, Any]], out: Path, due: datetime | None) -> None:
-    """grades.csv, feedback/<student>/<lab>.md and class_report.html in ``out``."""
-    _defused(grades_table(records, due)).to_csv(out / "grades.csv", index=False, lineterminator="\n")
+def write_outputs(
+    records: list[dict[str, Any]],
+    out: Path,
+    due: datetime | None = None,
+    policy: late.LatePolicy | None = None,
+    roster: dict[str, Student] | None = None,
+    similarity_html: str = "",
+    regrade_log: list[dict[str, Any]] | None = None,
+) -> None:
+    """grades.csv, feedback/<student>/<lab>.md, class_report.html, and the exports
+    (canvas.csv, moodle.csv, gradescope/<student>/<lab>/results.json) in ``out``. Each record
+    gets its late decision and the regrade log's entries for its student and lab."""
+    for r in records:
+        r["regrades"] = [e for e in regrade_log or []
+                         if e["student_id"] == r["student_id"] and e["lab"] == (r.get("lab") or "")]
+    _defused(grades_table(records, due, policy)).to_csv(out / "grades.csv", index=False, lineterminator="\n")
     for r in records:
         target = out / "feedback" / r["student_id"] / f"{r.get('lab') or Path(r['path']).stem}.md"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(feedback_markdown(_result(r)), encoding="utf-8")
-    (out / "class_report.html").write_text(class_report_html(records), encoding="utf-8")
+        notes = [r["late_policy"]["note"]] if r.get("late_policy") else []
+        target.write_text(feedback_markdown(_result(r), notes=notes, regrades=r["regrades"],
+                                            final_score=r["final_score"]), encoding="utf-8")
+    (out / "class_report.html").write_text(class_report_html(records, similarity_html), encoding="utf-8")
+    exports.write_exports(records, out, roster)

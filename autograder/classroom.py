@@ -271,7 +271,12 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
     limit = int(job["total_timeout"] + WATCHDOG_MARGIN)
     previous = _arm_watchdog(limit)
     try:
-        inputs = hidden_inputs(job["seed"]) if job.get("seed") is not None else None
+        if job.get("variant") is not None:  # the student's own data, a hidden seed
+            from autograder.variants import grading_inputs
+
+            inputs = grading_inputs(job["variant"], job["seed"])
+        else:
+            inputs = hidden_inputs(job["seed"]) if job.get("seed") is not None else None
         result = grade_notebook(path, job["cell_timeout"], job["total_timeout"],
                                 sandboxed=job.get("sandboxed", True), inputs=inputs, slot=job.get("slot", 0))
     except GradingError as exc:
@@ -290,6 +295,7 @@ def grade_one(job: dict[str, Any]) -> dict[str, Any]:
         "submitted_at": job["submitted_at"],
         "sha256": job["sha256"],
         "seed": job.get("seed"),
+        "variant": job.get("variant"),
         "key": job["key"],
     }
     _write_atomic(Path(job["result_file"]), json.dumps(record, indent=2))
@@ -317,15 +323,16 @@ def _well_formed_check(check: Any, fields: set[str]) -> bool:
     )
 
 
-def reusable(record: Any, key: dict[str, str], sha256: str, seed: int | None = None) -> bool:
+def reusable(record: Any, key: dict[str, str], sha256: str, seed: int | None = None,
+             variant: int | None = None) -> bool:
     """Whether a result file found on resume is this very submission's grade: its stored
-    student id, lab, path, sha256 and hidden seed match exactly, and it is well formed (numbers where
-    numbers are, 0 <= score <= max_score, the checks a list of checks adding up to both)."""
+    student id, lab, path, sha256, hidden seed and variant match exactly, and it is well formed
+    (numbers where numbers are, 0 <= score <= max_score, the checks a list of checks adding up to both)."""
     from autograder.results import CheckOutcome
 
     if not isinstance(record, dict) or record.get("key") != key or record.get("sha256") != sha256:
         return False
-    if record.get("seed") != seed:  # graded on other hidden inputs
+    if record.get("seed") != seed or record.get("variant") != variant:  # graded on other inputs
         return False
     if record.get("student_id") != key["student_id"] or not isinstance(record.get("path"), str):
         return False
@@ -357,41 +364,50 @@ def pending_jobs(
     cell_timeout: float,
     total_timeout: float,
     seed: int | None = None,
+    secret: bytes | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split into (already graded, to grade). A result is reused only for the very same
-    submission (student id, lab, path and content) graded on the same hidden ``seed``, and only
-    when it is well formed; a student who re-submits, or a damaged result file, is graded again."""
+    submission (student id, lab, path and content) graded on the same hidden ``seed`` (and, with
+    an instructor ``secret``, the same student variant), and only when it is well formed; a
+    student who re-submits, or a damaged result file, is graded again."""
     done, todo = [], []
     for sub in submissions:
-        display = sub.path.relative_to(root).as_posix()
-        key = {"student_id": sub.student_id, "lab": sub.lab, "path": display}
-        result_file = results_dir / result_file_name(sub.student_id, sub.lab, display)
-        sha = _digest(sub.path)
-        sub_seed = None if seed is None else submission_seed(seed, sub.student_id, sub.lab or "", display, sha)
+        job = make_job(sub, root, results_dir, cell_timeout, total_timeout, seed, secret)
+        result_file = Path(job["result_file"])
         if result_file.is_file():
             try:
                 record = json.loads(result_file.read_text(encoding="utf-8"))
             except (ValueError, OSError):  # not JSON, not UTF-8: graded again
                 record = None
-            if reusable(record, key, sha, sub_seed):
+            if reusable(record, job["key"], job["sha256"], job["seed"], job["variant"]):
                 done.append(record)
                 continue
-        todo.append(
-            {
-                "path": str(sub.path),
-                "display": display,
-                "student_id": sub.student_id,
-                "lab_hint": sub.lab_hint or _lab_from_name(sub.path.name),
-                "submitted_at": sub.submitted_at,
-                "sha256": sha,
-                "key": key,
-                "result_file": str(result_file),
-                "cell_timeout": cell_timeout,
-                "total_timeout": total_timeout,
-                "seed": sub_seed,
-            }
-        )
+        todo.append(job)
     return done, todo
+
+
+def make_job(sub: Submission, root: Path, results_dir: Path, cell_timeout: float, total_timeout: float,
+             seed: int | None = None, secret: bytes | None = None) -> dict[str, Any]:
+    """Everything a worker needs to grade one submission (its hidden seed and variant derived
+    here, in the trusted process: a worker never sees the secret)."""
+    from autograder.variants import variant_seed
+
+    display = sub.path.relative_to(root).as_posix()
+    sha = _digest(sub.path)
+    return {
+        "path": str(sub.path),
+        "display": display,
+        "student_id": sub.student_id,
+        "lab_hint": sub.lab_hint or _lab_from_name(sub.path.name),
+        "submitted_at": sub.submitted_at,
+        "sha256": sha,
+        "key": {"student_id": sub.student_id, "lab": sub.lab, "path": display},
+        "result_file": str(results_dir / result_file_name(sub.student_id, sub.lab, display)),
+        "cell_timeout": cell_timeout,
+        "total_timeout": total_timeout,
+        "seed": None if seed is None else submission_seed(seed, sub.student_id, sub.lab or "", display, sha),
+        "variant": None if secret is None else variant_seed(secret, sub.student_id),
+    }
 
 
 def run_jobs(todo: list[dict[str, Any]], jobs: int, progress: bool = True) -> list[dict[str, Any]]:
@@ -443,6 +459,50 @@ def class_seed(out: Path, seed: int | None) -> int:
     return seed
 
 
+#: What a class's output folder remembers of how it was graded (never the secret itself).
+SETTINGS = ".class-settings.json"
+
+
+@dataclass
+class ClassOptions:
+    """The instructor's choices beyond the submissions themselves: the late policy, the roster
+    (for the exports), the variants' secret, and whether to write the similarity report."""
+
+    policy: Any = None  # late.LatePolicy
+    roster: dict[str, Any] | None = None  # student_id -> roster.Student
+    secret: bytes | None = None
+    similarity: bool = True
+
+
+def _check_settings(out: Path, options: ClassOptions) -> None:
+    """Refuse to mix variants: a folder graded with one secret (or none) is not resumed with
+    another; the policy and variants' fingerprint are kept for regrades."""
+    from autograder import variants
+
+    path = out / SETTINGS
+    fingerprint = variants.fingerprint(options.secret) if options.secret is not None else None
+    kept: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            kept = json.loads(path.read_text(encoding="utf-8"))
+    if "variants" in kept and kept["variants"] != fingerprint:
+        raise ValueError(f"{out}: graded {'with another instructor secret' if kept['variants'] else 'without variants'}"
+                         f"; use the same --variants as before, or another --out")
+    settings = {"variants": fingerprint, "policy": options.policy.to_json() if options.policy else None}
+    _write_atomic(path, json.dumps(settings, indent=2))
+
+
+def kept_policy(out: Path) -> Any:
+    """The late policy a class was graded with (for a regrade), or None."""
+    from autograder.late import LatePolicy
+
+    path = out / SETTINGS
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return LatePolicy.from_json(data["policy"]) if data.get("policy") else None
+
+
 def grade_class(
     source: Path,
     out: Path,
@@ -453,16 +513,37 @@ def grade_class(
     progress: bool = True,
     sandboxed: bool = True,
     seed: int | None = None,
+    options: ClassOptions | None = None,
 ) -> ClassSummary:
     """Grade every submission under ``source`` (folder or zip) into ``out``.
 
-    Every submission of one class runs on the same hidden inputs (fair, and a resumed batch
-    continues on them): the seed is drawn once and kept in ``out/.hidden-seed``, which no
-    sandbox can see."""
-    from autograder import classreport
+    Every submission of one class runs on hidden inputs drawn from one class seed (fair, and a
+    resumed batch continues on them): the seed is drawn once and kept in ``out/.hidden-seed``,
+    which no sandbox can see. With an instructor secret (``options.secret``), each submission
+    runs on its student's own data variant, with its hidden seed."""
+    from autograder.late import LatePolicy
 
+    options = options or ClassOptions()
+    if due is not None and options.policy is None:
+        options.policy = LatePolicy.everywhere(due)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, options)
     seed = class_seed(out, seed)
+    with submissions_of(source) as (root, submissions):
+        done, todo = pending_jobs(submissions, root, out / "results", cell_timeout, total_timeout, seed,
+                                  options.secret)
+        if done:
+            print(f"resuming: {len(done)} already graded, {len(todo)} to grade")
+        for slot, job in enumerate(todo):
+            job.update(sandboxed=sandboxed, slot=slot % 4000)  # one uid per submission
+        records = done + run_jobs(todo, jobs or os.cpu_count() or 1, progress)
+        write_class_outputs(records, out, options, submissions)
+    return ClassSummary(graded_now=len(todo), kept=len(done), out=out)
+
+
+@contextlib.contextmanager
+def submissions_of(source: Path) -> Any:
+    """(root, submissions) of a folder or a zip (unpacked into a temporary folder meanwhile)."""
     unpacked: Path | None = None
     try:
         if source.is_file() and zipfile.is_zipfile(source):
@@ -475,14 +556,20 @@ def grade_class(
         submissions = collect(root)
         if not submissions:
             raise FileNotFoundError(f"{source}: no .ipynb submissions found")
-        done, todo = pending_jobs(submissions, root, out / "results", cell_timeout, total_timeout, seed)
-        if done:
-            print(f"resuming: {len(done)} already graded, {len(todo)} to grade")
-        for slot, job in enumerate(todo):
-            job.update(sandboxed=sandboxed, slot=slot % 4000)  # one uid per submission
-        records = done + run_jobs(todo, jobs or os.cpu_count() or 1, progress)
+        yield root, submissions
     finally:
         if unpacked is not None:
             shutil.rmtree(unpacked, ignore_errors=True)
-    classreport.write_outputs(records, out, due)
-    return ClassSummary(graded_now=len(todo), kept=len(done), out=out)
+
+
+def write_class_outputs(records: list[dict[str, Any]], out: Path, options: ClassOptions,
+                        submissions: list[Submission]) -> None:
+    """grades.csv, feedback, the class report (with the similarity report) and the exports."""
+    from autograder import classreport, regrade, similarity
+
+    report = ""
+    if options.similarity:
+        report = similarity.report_html(similarity.class_similarity(
+            [(s.student_id, s.lab, s.path) for s in submissions]))
+    classreport.write_outputs(records, out, policy=options.policy, roster=options.roster,
+                              similarity_html=report, regrade_log=regrade.read_log(out))

@@ -46,10 +46,45 @@ def _parser() -> argparse.ArgumentParser:
     cls.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
     cls.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S")
     _inputs_options(cls)
+    _class_options(cls)
+    cls.add_argument("--no-similarity", action="store_true", help="leave the similarity report out")
 
     rel = sub.add_parser("release", help="build the student bundle (no solutions, no hidden tests)")
     rel.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab (repeatable)")
-    rel.add_argument("--out", type=Path, default=Path("dist/student-bundle.zip"), metavar="ZIP")
+    rel.add_argument("--out", type=Path, default=None, metavar="PATH",
+                     help="the zip (default dist/student-bundle.zip); with --roster, the folder of bundles "
+                          "(default dist/students)")
+    rel.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                     help="one bundle per student of the roster, each with its own variant (needs --variants)")
+    rel.add_argument("--variants", type=Path, default=None, metavar="SECRET",
+                     help="the instructor secret file that derives each student's variant")
+
+    var = sub.add_parser("variants", help="create the instructor secret that derives per-student variants")
+    var.add_argument("--init", type=Path, required=True, metavar="SECRET", help="where to write a new secret")
+
+    sim = sub.add_parser("similarity", help="report pairs of students with suspiciously similar TODO code")
+    sim.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
+    sim.add_argument("--out", type=Path, required=True, metavar="DIR", help="where similarity.html goes")
+
+    reg = sub.add_parser("regrade", help="regrade one student's lab, or one check of a lab for the whole class")
+    reg.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
+    reg.add_argument("--out", type=Path, required=True, metavar="DIR", help="the class's output folder")
+    reg.add_argument("--lab", required=True, metavar="LAB")
+    who = reg.add_mutually_exclusive_group(required=True)
+    who.add_argument("--student", metavar="ID", help="regrade this student's lab")
+    who.add_argument("--check", metavar="CHECK", help="regrade this check for every submission of the lab")
+    reg.add_argument("--why", required=True, metavar="TEXT", help="the reason, kept in the regrade log")
+    reg.add_argument("--by", default=None, metavar="NAME", help="who regrades (default: your user name)")
+    reg.add_argument("--jobs", type=int, default=None, metavar="N")
+    reg.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
+    reg.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="S")
+    reg.add_argument("--no-sandbox", action="store_true", help="ONLY for notebooks you trust")
+    _class_options(reg)
+
+    exp = sub.add_parser("export", help="rewrite grades, feedback, report and exports of a graded class")
+    exp.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
+    exp.add_argument("--out", type=Path, required=True, metavar="DIR", help="the class's output folder")
+    _class_options(exp)
 
     lab = sub.add_parser("lab", help="JupyterLab on the labs, with the MLflow UI on the course store")
     lab.add_argument("--port", type=int, default=5000, help="the MLflow UI's port (default 5000)")
@@ -70,6 +105,42 @@ def _inputs_options(parser: argparse.ArgumentParser) -> None:
                         help="hidden seed (default: a fresh one; for class, kept in OUT/.hidden-seed)")
     parser.add_argument("--course-data", action="store_true",
                         help="grade on the course's own data and seed instead of hidden inputs")
+
+
+def _class_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                        help="the class roster (student_id, name, email, canvas_id, ...), for the exports")
+    parser.add_argument("--variants", type=Path, default=None, metavar="SECRET",
+                        help="grade each student on their own variant, derived with this instructor secret")
+    parser.add_argument("--late-policy", type=Path, default=None, metavar="CSV",
+                        help="lab,due,penalty_per_day[,max_penalty]: due dates and the penalty per day late")
+    parser.add_argument("--extensions", type=Path, default=None, metavar="CSV",
+                        help="student_id,lab,due or student_id,lab,days: per-student extensions")
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202 - ClassOptions, imported lazily
+    """The class options from the command line; a one-line ValueError for bad files."""
+    from autograder.classroom import ClassOptions
+    from autograder.late import LatePolicy, read_extensions, read_policy
+    from autograder.roster import read_roster
+    from autograder.variants import read_secret
+
+    policy = None
+    if args.late_policy is not None:
+        policy = read_policy(args.late_policy, args.extensions)
+    elif args.extensions is not None:
+        if getattr(args, "due", None) is None:
+            raise ValueError("--extensions needs --late-policy (or --due)")
+        policy = LatePolicy.everywhere(args.due)
+        policy.extensions = read_extensions(args.extensions)
+    elif getattr(args, "due", None) is not None:
+        policy = LatePolicy.everywhere(args.due)
+    return ClassOptions(
+        policy=policy,
+        roster=read_roster(args.roster) if args.roster else None,
+        secret=read_secret(args.variants) if args.variants else None,
+        similarity=not getattr(args, "no_similarity", False),
+    )
 
 
 def _sandbox_choice(args: argparse.Namespace) -> bool | None:
@@ -165,26 +236,117 @@ def cmd_class(args: argparse.Namespace) -> int:
         return 2
     seed = -1 if args.course_data else args.seed
     try:
-        summary = grade_class(args.submissions, args.out, args.jobs, args.due, args.cell_timeout, args.timeout,
-                              sandboxed=sandboxed, seed=seed)
+        if args.course_data and args.variants:
+            raise ValueError("--course-data and --variants exclude each other: one set of data per grading")
+        summary = grade_class(args.submissions, args.out, args.jobs, None, args.cell_timeout, args.timeout,
+                              sandboxed=sandboxed, seed=seed, options=_options(args))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"graded {summary.graded_now}, kept {summary.kept} from an earlier run")
-    for name in ("grades.csv", "class_report.html", "feedback"):
-        print(f"  {args.out / name}")
+    _print_outputs(args.out)
     return 0
 
 
+def _print_outputs(out: Path) -> None:
+    for name in ("grades.csv", "class_report.html", "feedback", "canvas.csv", "moodle.csv", "gradescope"):
+        print(f"  {out / name}")
+
+
 def cmd_release(args: argparse.Namespace) -> int:
-    from autograder.release import build_bundle
+    from autograder.release import build_bundle, build_student_bundles
 
     try:
-        bundle = build_bundle(args.out, args.lab)
+        if args.roster is not None or args.variants is not None:
+            from autograder.roster import read_roster
+            from autograder.variants import read_secret
+
+            if args.roster is None or args.variants is None:
+                raise ValueError("per-student bundles need both --roster and --variants")
+            roster, secret = read_roster(args.roster), read_secret(args.variants)
+            out = args.out or Path("dist/students")
+            bundles = build_student_bundles(out, sorted(roster), secret, args.lab)
+            print(f"wrote {len(bundles)} bundles, one per student, in {out}")
+            return 0
+        bundle = build_bundle(args.out or Path("dist/student-bundle.zip"), args.lab)
     except KeyError as exc:
         print(f"error: no such lab: {exc.args[0]}", file=sys.stderr)
         return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {bundle}")
+    return 0
+
+
+def cmd_variants(args: argparse.Namespace) -> int:
+    from autograder.variants import create_secret
+
+    try:
+        create_secret(args.init)
+    except (FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote a new instructor secret to {args.init}: keep it, never share it or commit it")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from autograder import similarity
+    from autograder.classroom import submissions_of
+
+    try:
+        with submissions_of(args.submissions) as (_, subs):
+            pairs = similarity.class_similarity([(s.student_id, s.lab, s.path) for s in subs])
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "similarity.html").write_text(similarity.report_page(pairs), encoding="utf-8")
+    for row in similarity.as_rows(pairs):
+        print(f"{row['lab']}: {row['a']} ~ {row['b']}  {row['share']:.0%} shared ({row['todos']})")
+    print(f"{len(pairs)} suspicious pair(s); side by side in {args.out / 'similarity.html'}")
+    return 0
+
+
+def cmd_regrade(args: argparse.Namespace) -> int:
+    from autograder.regrade import regrade
+
+    sandboxed = _sandbox_choice(args)
+    if sandboxed is None:
+        return 2
+    try:
+        entries = regrade(args.submissions, args.out, args.lab, args.why, student=args.student, check=args.check,
+                          who=args.by, options=_options(args), jobs=args.jobs, cell_timeout=args.cell_timeout,
+                          total_timeout=args.timeout, sandboxed=sandboxed)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for e in entries:
+        print(f"{e['student_id']} {e['lab']}: {e['old_score']} -> {e['new_score']}")
+    print(f"regraded {len(entries)}; logged in {args.out / 'regrade-log.jsonl'}")
+    _print_outputs(args.out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autograder import classroom
+
+    try:
+        options = _options(args)
+        if options.policy is None:
+            options.policy = classroom.kept_policy(args.out)
+        classroom._check_settings(args.out, options)
+        with classroom.submissions_of(args.submissions) as (root, subs):
+            done, todo = classroom.pending_jobs(subs, root, args.out / "results", 0, 0,
+                                                classroom.class_seed(args.out, None), options.secret)
+            if todo:
+                print(f"note: {len(todo)} submission(s) have no grade yet and are left out", file=sys.stderr)
+            classroom.write_class_outputs(done, args.out, options, subs)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_outputs(args.out)
     return 0
 
 
@@ -218,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
             "generate": cmd_generate,
             "store": cmd_store,
             "lab": cmd_lab,
+            "variants": cmd_variants,
+            "similarity": cmd_similarity,
+            "regrade": cmd_regrade,
+            "export": cmd_export,
         }[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -92,7 +92,28 @@ def autograder_members() -> dict[str, bytes]:
 
 def build_bundle(out: Path, lab_ids: list[str] | None = None) -> Path:
     """Write the bundle zip, every file under one top folder."""
-    members = bundle_members(lab_ids)
+    return _write_zip(out, bundle_members(lab_ids))
+
+
+def build_student_bundles(out_dir: Path, student_ids: list[str], secret: bytes,
+                          lab_ids: list[str] | None = None, progress: bool = True) -> list[Path]:
+    """One bundle per student, ``out_dir/<student_id>.zip``: the class bundle with the student's
+    own variant (``autograder.variants``). The secret only derives each seed here; no bundle holds
+    it, another student's seed, or anything made from either."""
+    from tqdm import tqdm
+
+    from autograder import variants
+
+    labs = lab_ids or list(LABS)
+    common = bundle_members(labs)
+    written = []
+    for student_id in tqdm(student_ids, unit="student", desc="bundles", disable=not progress):
+        members = variants.student_members(common, student_id, variants.variant_seed(secret, student_id), labs)
+        written.append(_write_zip(out_dir / f"{student_id}.zip", members))
+    return written
+
+
+def _write_zip(out: Path, members: dict[str, bytes]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(members):

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from autograder.results import GradeResult
+
+# The headings and sentences of the feedback file, in one place (for translation).
+TEXT = {
+    "final": "**Final score (after the late policy):** {final} / {max}",
+    "late": "## Late policy",
+    "regrades": "## Regrades",
+    "regrade_head": "| when (UTC) | by | why | check | score before | score after |",
+    "regrade_all": "all checks",
+}
 
 
 def _points(value: float) -> str:
@@ -26,13 +36,28 @@ def table(result: GradeResult) -> str:
     return "\n".join(lines)
 
 
-def feedback_markdown(result: GradeResult) -> str:
-    """The feedback a student reads: score, each check with its message, restored cells, errors."""
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def feedback_markdown(
+    result: GradeResult,
+    notes: list[str] | None = None,
+    regrades: list[dict[str, Any]] | None = None,
+    final_score: float | None = None,
+) -> str:
+    """The feedback a student reads: score, each check with its message, restored cells, errors;
+    in a class, also the late policy's decision (``notes``, ``final_score``) and the regrade
+    log's entries for this lab (who, when, why, the score before and after)."""
     out = [
         f"# Feedback: {Path(result.path).name}",
         "",
         f"**Lab:** {result.lab}  ",
-        f"**Score:** {_points(result.score)} / {_points(result.max_score)}",
+        f"**Score:** {_points(result.score)} / {_points(result.max_score)}" + ("  " if notes else ""),
+    ]
+    if notes and final_score is not None:
+        out.append(TEXT["final"].format(final=_points(final_score), max=_points(result.max_score)))
+    out += [
         "",
         "| check | points | result | message |",
         "|---|---|---|---|",
@@ -47,6 +72,15 @@ def feedback_markdown(result: GradeResult) -> str:
     if result.errors:
         out += ["", "## Errors while your notebook ran", ""]
         out += [f"- {e}" for e in result.errors]
+    if notes:
+        out += ["", TEXT["late"], ""] + [f"- {n}" for n in notes]
+    if regrades:
+        out += ["", TEXT["regrades"], "", TEXT["regrade_head"], "|---|---|---|---|---|---|"]
+        out += [
+            f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or TEXT['regrade_all'])}"
+            f" | {_points(e['old_score'])} | {_points(e['new_score'])} |"
+            for e in regrades
+        ]
     return "\n".join(out) + "\n"
 
 
