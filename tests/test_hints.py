@@ -1,0 +1,94 @@
+"""A hint names the idea and the API and leaves the student something to think about: it is not
+the answer's code (DESIGN.md, "Shape of a lab notebook").
+
+What a student reads before answering a TODO is the TODO cell's comments and the markdown of
+its task. No line of the answer (or the expression it assigns or returns) may appear there word
+for word. Short pieces (a function name, ``name="model"``) are what a hint is for, so only
+pieces of ``MIN_CHARS`` or more count.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from autograder.course import LABS
+from autograder.notebook import grade_id
+
+#: The labs whose hints were rewritten to this rule (issue #9); the others follow as they are.
+LABS_CHECKED = ["01_tracking", "02_tuning", "06_drift"]
+#: Shorter pieces of the answer may appear: an API name, an argument, a metric's key.
+MIN_CHARS = 20
+_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.DOTALL)
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def answer_pieces(source: str) -> set[str]:
+    """Each line of the answer, and what it assigns or returns, without a trailing comma."""
+    pieces = set()
+    for region in _REGION.findall(source):
+        for line in region.splitlines():
+            line = _squeeze(line).rstrip(",").rstrip()
+            if line.startswith("#"):
+                continue
+            pieces.add(line)
+            pieces.add(line.removeprefix("return "))
+            if re.match(r"^[\w.,\[\]\"' ]+ = ", line):
+                pieces.add(line.split(" = ", 1)[1])
+    return {p for p in pieces if len(p) >= MIN_CHARS}
+
+
+def what_the_student_reads(cells: list, index: int) -> str:
+    """The TODO cell's comments and code outside the answer, and the markdown above it."""
+    source = _REGION.sub("", cells[index].source)
+    comments = " ".join(line.strip().lstrip("#") for line in source.splitlines() if line.strip().startswith("#"))
+    above = []
+    for cell in reversed(cells[:index]):
+        if cell.cell_type != "markdown":
+            break
+        above.append(cell.source)
+    return _squeeze(comments + " " + " ".join(above))
+
+
+def leaks(lab_id: str) -> dict[str, list[str]]:
+    """TODO cell -> the pieces of its answer that its hint gives away."""
+    cells = nbformat.read(LABS[lab_id].master, as_version=4).cells
+    found = {}
+    for i, cell in enumerate(cells):
+        gid = grade_id(cell) or ""
+        if not gid.startswith("todo"):
+            continue
+        text = what_the_student_reads(cells, i)
+        given = sorted(p for p in answer_pieces(cell.source) if p in text)
+        if given:
+            found[gid] = given
+    return found
+
+
+@pytest.mark.parametrize("lab_id", LABS_CHECKED)
+def test_no_hint_is_the_answers_code(lab_id: str) -> None:
+    assert leaks(lab_id) == {}
+
+
+def test_the_rule_catches_the_hints_that_issue_9_reported() -> None:
+    """The hints as they were (Lab 02's TODO 4 and its markdown, Lab 06's TODO 4) fail the rule."""
+    answer = '### BEGIN SOLUTION\nchildren = mlflow.search_runs(\n    experiment_ids=[experiment.experiment_id],\n' \
+             '    order_by=["metrics.cv_r2_mean DESC"],\n)\n### END SOLUTION\n'
+    old_hint = "# Hint: mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=..., order_by=[...])\n"
+    cells = [nbformat.v4.new_markdown_cell('`order_by=["metrics.cv_r2_mean DESC"]` puts the best first.'),
+             nbformat.v4.new_code_cell(old_hint + answer)]
+    text = what_the_student_reads(cells, 1)
+    assert sorted(p for p in answer_pieces(cells[1].source) if p in text) == [
+        'experiment_ids=[experiment.experiment_id]', 'order_by=["metrics.cv_r2_mean DESC"]']
+
+    answer = "### BEGIN SOLUTION\n    errors = (data[labkit.TARGET] - model.predict(data[labkit.FEATURES])).abs()\n" \
+             "    return errors.groupby(np.arange(len(errors)) // window).mean()\n### END SOLUTION\n"
+    old_hint = "# Hint: errors = (data[labkit.TARGET] - model.predict(data[labkit.FEATURES])).abs();\n" \
+               "#       errors.groupby(np.arange(len(errors)) // window).mean() averages each window.\n"
+    cells = [nbformat.v4.new_code_cell(old_hint + answer)]
+    assert len([p for p in answer_pieces(cells[0].source) if p in what_the_student_reads(cells, 0)]) == 3
