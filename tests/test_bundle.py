@@ -202,6 +202,51 @@ def test_the_bundle_is_the_same_for_the_same_content(tmp_path: Path) -> None:
     assert set(bundle_members(["01_tracking"])) >= {"labs/01_tracking/01_tracking.ipynb", "README.md"}
 
 
+def _isolated_env(tmp_path: Path, root: Path) -> dict[str, str]:
+    """An environment in which Python sees the unpacked bundle only, not the course's checkout."""
+    hooks = tmp_path / "no-editable"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
+    )
+    return {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
+
+
+@pytest.mark.slow
+def test_a_students_own_bundle_runs_on_their_variant_and_its_self_checks_agree(tmp_path: Path) -> None:
+    """The solution, run in alice's bundle as it is (her data, her SEED, no extra step), passes
+    every self-check. (That the values shipped for the self-checks were made for her notebook's
+    own parameters, so the self-checks use them, is tested fast in test_instructor.py.)"""
+    import nbformat
+
+    from autograder import variants
+    from autograder.notebook import grade_id
+    from tests.conftest import solution_code
+
+    lab = LABS["01_tracking"]
+    [bundle] = release.build_student_bundles(tmp_path / "students", ["alice"], os.urandom(32), [lab.lab_id],
+                                             progress=False)
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(tmp_path)
+    root = tmp_path / TOP
+    notebook = root / "labs" / lab.lab_id / f"{lab.lab_id}.ipynb"
+    answers = {grade_id(c): solution_code(c) for c in nbformat.read(lab.master, as_version=4).cells}
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if (grade_id(cell) or "").startswith("todo"):
+            cell.source = answers[grade_id(cell)]
+    nbformat.write(nb, notebook)
+    assert "SEED = 42" not in notebook.read_text() and (root / "VARIANT.md").is_file()
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", f"labs/{lab.lab_id}/{lab.lab_id}.ipynb", "--json", "r.json"],
+        capture_output=True, text=True, timeout=300, cwd=root, env=_isolated_env(tmp_path, root),
+    )
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads((root / "r.json").read_text())
+    assert result["score"] == result["max_score"] > 0, result
+    assert variants.TEXT["readme"].splitlines()[0] in (root / "VARIANT.md").read_text()
+
+
 @pytest.mark.slow
 def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None:
     with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"])) as zf:

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from autograder import classreport, classroom, exports, late, regrade, variants
+from autograder.notebook import parameters_of
 from autograder.roster import Student, read_roster
 from tests.conftest import LAB01
 
@@ -299,6 +301,11 @@ def test_each_student_bundle_holds_their_own_variant_and_nothing_of_the_secret(t
         assert str(seeds[other]).encode() not in blob
         assert f"SEED = {variants.notebook_seed(seeds[name])}".encode() in own[f"labs/{LAB01.lab_id}/{LAB01.lab_id}.ipynb"]
         expected = json.loads(own[f"autograder/kit/expected/{LAB01.lab_id}.json"])
+        # The self-checks use shipped values only when they were made for the notebook's own
+        # parameters (checking.load_expected): every one of them must match the bundle's notebook.
+        notebook = nbformat.reads(own[f"labs/{LAB01.lab_id}/{LAB01.lab_id}.ipynb"].decode(), as_version=4)
+        params = parameters_of(notebook)
+        assert expected["params"] and all(params[k] == v for k, v in expected["params"].items())
         assert expected["params"]["SEED"] == variants.notebook_seed(seeds[name])
         assert not any(n.startswith(("solutions/", "autograder/references/")) for n in own)
     assert alice["data/devops_metrics.csv"] != bob["data/devops_metrics.csv"]
