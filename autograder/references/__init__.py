@@ -23,6 +23,7 @@ MODULES: dict[str, str] = {
     "05_cicd": "autograder.references.lab05",
     "06_drift": "autograder.references.lab06",
     "07_versioning": "autograder.references.lab07",
+    "08_serving": "autograder.references.lab08",
 }
 
 

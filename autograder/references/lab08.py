@@ -1,0 +1,116 @@
+"""Lab 08 references: the two forests of the notebook's set-up cell, retrained on the grader's
+inputs (each one's predictions on the grader's rows), the Kolmogorov-Smirnov statistics of the
+drift windows against the training split, and the grader's own service settings (canary
+share, drift window), drawn from the hidden seed and never shipped with the kit's code."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autograder.kit import lab08, labkit
+from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
+
+#: The forests of the set-up cell, by the run that logs them.
+FORESTS = {lab08.CHAMPION_RUN: {"n_estimators": 20, "max_depth": 6},
+           lab08.CHALLENGER_RUN: {"n_estimators": 40, "max_depth": 10}}
+
+
+def grader_settings(seed: int) -> tuple[float, int]:
+    """The canary share (0.30-0.49) and drift window (30-59) the grader starts the service with:
+    far from the notebook's defaults, and different for every hidden seed."""
+    digest = hashlib.sha256(f"lab08-settings-{seed}".encode()).digest()
+    return 0.30 + digest[0] % 20 / 100, 30 + digest[1] % 30
+
+
+@functools.lru_cache(maxsize=4)
+def _split(data_path: str, seed: int, test_size: float) -> tuple[Any, Any]:
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    df = pd.read_csv(data_path)
+    x_train, _, y_train, _ = train_test_split(df[labkit.FEATURES], df[labkit.TARGET], test_size=test_size,
+                                              random_state=seed)
+    return x_train, y_train
+
+
+@functools.lru_cache(maxsize=4)
+def _forests(data_path: str, seed: int, test_size: float) -> dict[str, Any]:
+    from sklearn.ensemble import RandomForestRegressor
+
+    x_train, y_train = _split(data_path, seed, test_size)
+    return {run: RandomForestRegressor(**options, random_state=seed).fit(x_train, y_train)
+            for run, options in FORESTS.items()}
+
+
+def _ks(x_train: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
+    import pandas as pd
+    from scipy.stats import ks_2samp
+
+    window = pd.DataFrame(rows)
+    return {f: float(ks_2samp(x_train[f], window[f]).statistic) for f in labkit.FEATURES}
+
+
+def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every expected value of the lab on these inputs."""
+    import pandas as pd
+
+    seed, test_size = int(params["SEED"]), float(params["TEST_SIZE"])
+    share, window = grader_settings(seed)
+    x_train, _ = _split(str(data_path), seed, test_size)
+    rows = lab08.drive_rows(data_path, seed, test_size, lab08.GRADER_TRAFFIC, window)
+    own = lab08.drive_rows(data_path, seed, test_size, lab08.SELF_TRAFFIC, int(params["DRIFT_WINDOW"]))
+    traffic = pd.DataFrame(rows["traffic"], columns=labkit.FEATURES)
+    return {
+        **lab08.expected_from_params(params),
+        "share": share,
+        "window": window,
+        "role_predictions": {run: [float(v) for v in model.predict(traffic)]
+                             for run, model in _forests(str(data_path), seed, test_size).items()},
+        "ks": {"a": _ks(x_train, rows["drift_a"]), "b": _ks(x_train, rows["drift_b"])},
+        "notebook_ks": {"a": _ks(x_train, own["drift_a"]), "b": _ks(x_train, own["drift_b"])},
+    }
+
+
+def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
+    """Start the submission's service in its sandbox and drive it with the grader's rows; add the
+    raw answers to the evidence, and the expectations that depend on the registry (which version
+    is which model) to ``exp``."""
+    by_role = lab08.newest_by_role((ev.get("registry") or {}).get("roles") or {})
+    ev.setdefault("docker", {"text": None})
+    if lab08.CHAMPION_RUN not in by_role or lab08.CHALLENGER_RUN not in by_role:
+        ev["service"] = {"started": False, "error": f"'{exp['model_name']}' has no versions from the runs "
+                         f"'{lab08.CHAMPION_RUN}' and '{lab08.CHALLENGER_RUN}': run the set-up cell"}
+        return
+    # Swapped: the model of the challenger's run serves as champion.
+    aliases = {lab08.CHAMPION: by_role[lab08.CHALLENGER_RUN], lab08.CHALLENGER: by_role[lab08.CHAMPION_RUN]}
+    rows = lab08.drive_rows(data_path, int(exp["seed"]), float(exp["test_size"]), lab08.GRADER_TRAFFIC,
+                            int(exp["window"]))
+    job = {"model_name": exp["model_name"], "aliases": aliases, "share": exp["share"], "window": exp["window"],
+           "rows": rows}
+    done = runner.run_kit("autograder.kit.lab08_serve", [], json.dumps(job).encode())
+    answer = _answer(done.returncode, done.stdout, done.stderr)
+    ev["service"] = answer.get("service") or {"started": False, "error": answer.get("error", "no answer")}
+    ev["docker"]["hadolint"] = answer.get("hadolint") or {"error": answer.get("error", "no answer")}
+    exp.update(aliases=aliases, rows=rows, predictions={
+        version: {"traffic": exp["role_predictions"][role]} for role, version in by_role.items()
+        if role in exp["role_predictions"]})
+
+
+def _answer(returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
+    if returncode is None:
+        return {"error": f"driving the service took longer than {RUN_TIMEOUT:g} s"}
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+        return {"error": tail[0][:300]}
+    return answer if isinstance(answer, dict) else {"error": "not a JSON object"}
+
+
+SPEC = LabSpec(lab=lab08, expected=expected, run_code=run_code)
