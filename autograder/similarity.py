@@ -5,7 +5,9 @@ normalisation, so that renaming variables, changing numbers and strings, adding 
 reformatting does not hide a copy: each cell is parsed (``ast``, never run) and written as a
 stream of tokens in which every variable and function name becomes ``ID`` and every literal
 ``LIT``, while the APIs called (attribute names, keyword names) stay. The stream is cut into
-overlapping k-grams (k tokens), hashed: a submission's fingerprint. The starter code and the
+overlapping k-grams (k tokens), hashed, together with the k-grams of the cell's plain token
+stream (names and literals masked the same way), which still exist when a cell does not parse:
+a submission's fingerprint. The starter code and the
 master's own solution are taken out of every fingerprint (what everyone is given, and the
 textbook answer many find on their own), and in a class of five or more so is any k-gram that
 more than 40 % of the class wrote (the idiom of the task). A pair is suspicious when most of the
@@ -107,14 +109,21 @@ def _without_magics(source: str) -> str:
 
 def normalise(source: str) -> list[str]:
     """The tokens of one cell: names and literals masked, comments and layout gone. Code that
-    does not parse is tokenised instead (names and literals masked the same way)."""
+    does not parse has none here: ``lexical`` still sees it."""
     source = _without_magics(source[:MAX_CELL])
     try:
         walker = _Tokens()
         walker.visit(ast.parse(source))
         return walker.out[1:]  # without the Module node
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        pass
+        return []
+
+
+def lexical(source: str) -> list[str]:
+    """The cell as Python's tokenizer reads it (no parsing): every name ``ID`` but keywords,
+    literals ``LIT``, operators kept, comments and layout gone. It works on code that does not
+    parse, so a syntax error planted in a copied cell does not hide the rest of it."""
+    source = _without_magics(source[:MAX_CELL])
     tokens = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -132,12 +141,17 @@ def normalise(source: str) -> list[str]:
 _KEYWORDS = set(__import__("keyword").kwlist)
 
 
-def fingerprint(tokens: list[str]) -> set[str]:
+def fingerprint(tokens: list[str], kind: str = "ast") -> set[str]:
     """The hashed k-grams of a token stream (a stream shorter than k is one gram)."""
     if not tokens:
         return set()
     grams = [tokens[i: i + K] for i in range(max(1, len(tokens) - K + 1))]
-    return {hashlib.blake2b(" ".join(g).encode(), digest_size=8).hexdigest() for g in grams}
+    return {kind + hashlib.blake2b(" ".join(g).encode(), digest_size=8).hexdigest() for g in grams}
+
+
+def cell_fingerprint(source: str) -> set[str]:
+    """A cell's fingerprint: the k-grams of its syntax tree and of its token stream."""
+    return fingerprint(normalise(source)) | fingerprint(lexical(source), "lex")
 
 
 # --- Reading notebooks as data --------------------------------------------------------------
@@ -178,7 +192,7 @@ def given_code(lab_id: str) -> dict[str, set[str]]:
     for path, strip in ((lab.student, False), (lab.master, True)):
         for gid, source in todo_cells(path).items():
             code = _MARKERS.sub("", source) if strip else source
-            given.setdefault(gid, set()).update(fingerprint(normalise(code)))
+            given.setdefault(gid, set()).update(cell_fingerprint(code))
     return given
 
 
@@ -201,7 +215,7 @@ def lab_similarity(lab: str, subs: list[tuple[str, Path]]) -> list[Pair]:
     given = given_code(lab)
     sources = {(s, p): todo_cells(p) for s, p in subs}
     prints: dict[tuple[str, Path], dict[str, set[str]]] = {
-        key: {gid: fingerprint(normalise(src)) - given.get(gid, set()) for gid, src in cells.items()}
+        key: {gid: cell_fingerprint(src) - given.get(gid, set()) for gid, src in cells.items()}
         for key, cells in sources.items()
     }
     if len(subs) >= COMMON_FROM:

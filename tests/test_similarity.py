@@ -163,3 +163,25 @@ def test_files_that_are_not_notebooks_have_no_code_to_compare(tmp_path: Path) ->
     assert similarity.todo_cells(bad) == {}
     deep = "(" * 5000 + ")" * 5000
     assert isinstance(similarity.normalise(deep), list)
+
+
+def test_a_copy_padded_with_code_of_its_own_is_still_found(tmp_path: Path) -> None:
+    """The cheat against a symmetric score: dilute the copy with unrelated code, some of it not
+    even valid Python (so that the cell cannot be parsed). The share is taken of the smaller
+    submission's own code, and code that does not parse is still compared token by token."""
+    shapes = ["x = [v * 2 for v in range(9) if v % 2]", "y = {k: str(k) for k in 'abc'}",
+              "while len(z) < 3:\n    z.append(len(z) ** 2)", "def f(a, b=1):\n    return a - b / 2",
+              "try:\n    w = int('7')\nexcept ValueError as e:\n    w = -1", "q = sorted(x, key=abs)[::-1]",
+              "with open('f') as h:\n    t = h.read().split()", "class K:\n    n = 0\n    def m(self):\n        return self.n",
+              "r = lambda s: s.strip().lower()", "assert not w or w > 0, 'odd'"]
+    padding = "\n".join(shapes[i % 10] if i < 10 else f"if z:\n    {shapes[i % 10].splitlines()[0]}" for i in range(20))
+    padded = {**BOB_COPY, "todo4": BOB_COPY["todo4"] + "\n" + padding + "\n"}
+    subs = [_write(tmp_path, "alice", make_submission({1, 5}, replace=ALICE)),
+            _write(tmp_path, "bob", make_submission({1, 5}, replace=padded)),
+            _write(tmp_path, "carol", make_submission({1, 5}, replace=CAROL))]
+    [pair] = similarity.class_similarity(subs)
+    assert (pair.a, pair.b) == ("alice", "bob")
+    own = {s: sum(len(similarity.cell_fingerprint(c)) for c in similarity.todo_cells(p).values())
+           for s, _, p in subs}
+    jaccard = pair.shared / (own["alice"] + own["bob"] - pair.shared)
+    assert jaccard < similarity.THRESHOLD  # the padding would have hidden it from a symmetric score
