@@ -8,6 +8,16 @@ NB     ?=
 SUBMISSIONS ?= submitted
 OUT    ?= grading
 LAB    ?=
+# Instructor options (issue #15): each is passed on only when set.
+ROSTER ?=
+SECRET ?=
+POLICY ?=
+EXTENSIONS ?=
+STUDENT ?=
+CHECK  ?=
+WHY    ?=
+CLASS_OPTS = $(if $(ROSTER),--roster "$(ROSTER)",) $(if $(SECRET),--variants "$(SECRET)",) \
+  $(if $(POLICY),--late-policy "$(POLICY)",) $(if $(EXTENSIONS),--extensions "$(EXTENSIONS)",)
 
 ifeq ($(OS),Windows_NT)
 BIN := $(VENV)/Scripts
@@ -24,7 +34,8 @@ export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab mlflow labs check grade-class release test test-fast bench data lint clean
+.PHONY: help setup lab mlflow labs check grade-class release test test-fast bench data lint clean \
+  secret release-students similarity regrade export
 
 help: ## List the commands
 	@echo "Usage: make TARGET"
@@ -61,11 +72,31 @@ check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
 	@if [ -z "$(NB)" ]; then echo "usage: make check NB=labs/01_tracking/01_tracking.ipynb"; exit 2; fi
 	$(PY) -m autograder grade --own "$(NB)"
 
-grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading
-	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)"
+grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading [ROSTER= SECRET= POLICY= EXTENSIONS=]
+	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS)
 
 release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),)
+
+secret: setup ## Create the instructor secret for per-student variants: make secret SECRET=instructor-secret.txt
+	@if [ -z "$(SECRET)" ]; then echo "usage: make secret SECRET=path/to/instructor-secret.txt"; exit 2; fi
+	$(PY) -m autograder variants --init "$(SECRET)"
+
+release-students: setup ## One bundle per student, own variant: make release-students ROSTER=roster.csv SECRET=...
+	@if [ -z "$(ROSTER)" ] || [ -z "$(SECRET)" ]; then echo "usage: make release-students ROSTER=roster.csv SECRET=instructor-secret.txt"; exit 2; fi
+	$(PY) -m autograder release --roster "$(ROSTER)" --variants "$(SECRET)" $(if $(LAB),--lab $(LAB),)
+
+similarity: setup ## Pairs with suspiciously similar TODO code: make similarity SUBMISSIONS=submitted OUT=grading
+	$(PY) -m autograder similarity "$(SUBMISSIONS)" --out "$(OUT)"
+
+regrade: setup ## Regrade: make regrade LAB=01_tracking STUDENT=alice (or CHECK=check_id) WHY="..."
+	@if [ -z "$(LAB)" ] || [ -z "$(WHY)" ] || [ -z "$(STUDENT)$(CHECK)" ]; then echo 'usage: make regrade LAB=01_tracking STUDENT=alice WHY="reason" (or CHECK=check_todo3_metrics instead of STUDENT)'; exit 2; fi
+	$(PY) -m autograder regrade "$(SUBMISSIONS)" --out "$(OUT)" --lab "$(LAB)" --why "$(WHY)" \
+	  $(if $(STUDENT),--student "$(STUDENT)",--check "$(CHECK)") $(CLASS_OPTS)
+
+export: setup ## Rewrite grades, feedback and the Canvas/Moodle/Gradescope exports of OUT (no grading)
+	$(PY) -m autograder export "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS)
+
 
 # One pytest worker per core (pytest-xdist); each distinct notebook is graded once per session
 # and the result shared between workers (tests/conftest.py).
