@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import course, hidden
+from autograder import course, hidden, sandbox
 from autograder.course import LABS
 from autograder.kit import lab05, lab05_run
 from autograder.notebook import grade_id
@@ -127,7 +127,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert "NotImplementedError" in message(result, "check_todo2_gate")
     assert "test_directional_cpu" in message(result, "check_todo3_tests")
     assert "NotImplementedError" in message(result, "check_todo4_promote")
-    assert "not valid YAML" in message(result, "check_todo5_workflow")
+    assert "TODO 5 is not done yet" in message(result, "check_todo5_workflow")
 
 
 @grading
@@ -168,51 +168,142 @@ def test_answers_that_only_look_right_on_the_course_data_earn_nothing(grade) -> 
         c.message for c in result.checks]
     assert "accepted a batch with" in message(result, "check_todo1_data")
     assert "but its R² on the batch is" in message(result, "check_todo2_gate")
-    assert "never runs the behavioural tests" in message(result, "check_todo5_workflow")
+    assert "the data validation never runs" in message(result, "check_todo5_workflow")
 
 
 # --- Without a notebook -----------------------------------------------------------------------
 
-STEP = "    runs-on: ubuntu-latest\n    steps:\n      - run: {command}\n"
+HEAD = """name: model-ci
+on: {on}
+env:
+  MLFLOW_TRACKING_URI: ${{{{ secrets.MLFLOW_TRACKING_URI }}}}
+  MODEL_NAME: cicd-response-time
+  V: ${{{{ vars.CANDIDATE_VERSION }}}}
+  BATCH: ${{{{ vars.BATCH }}}}
+jobs:
+"""
+DATA = 'python pipeline/validate_data.py "$BATCH"'
+TESTS = 'MODEL_URI="models:/$MODEL_NAME/$V" python -m pytest pipeline/test_model_behaviour.py'
+GATE = 'python pipeline/validate_model.py --model-name "$MODEL_NAME" --version "$V" --data "$BATCH"'
+PROMOTE = 'python pipeline/promote_model.py --model-name "$MODEL_NAME" --version "$V" --reason ci'
+
+
+def one_job(*commands: str, on: str = "push", extra: str = "") -> str:
+    """A workflow with one job whose steps run ``commands``, one step each."""
+    steps = "".join(f"      - run: {json.dumps(c)}\n{extra if 'validate_model' in c else ''}" for c in commands)
+    return HEAD.format(on=on) + "  ci:\n    runs-on: ubuntu-latest\n    steps:\n" + steps
 
 
 def _judge_workflow(tmp_path: Path, text: str):
+    """The judgment of TODO 5 on ``text``, run by the workflow runner with probes (as the grader
+    does in the sandbox, here in this process)."""
     (tmp_path / "pipeline").mkdir(exist_ok=True)
-    (tmp_path / lab05.WORKFLOW).write_text(text, encoding="utf-8")
-    ev = {"files": {lab05.WORKFLOW: True},
-          "runs": {"workflow": {"schema": {"code": 0, "output": ""},
-                                "dry_run": lab05_run.dry_run(Path(lab05.WORKFLOW), tmp_path)}}}
-    return lab05.judge_workflow(ev, lab05.expected_from_params(
-        {k: "x" for k in lab05.PARAMS}))
+    path = tmp_path / lab05.WORKFLOW
+    path.write_text(text, encoding="utf-8")
+    exp = lab05.expected_from_params({k: "x" for k in lab05.PARAMS}) | {"model_name": "cicd-response-time"}
+    exp["workflow_vars"] = wf = lab05.workflow_vars()
+    run = lab05_run.probe_run(path, exp["model_name"], wf["version"], wf["batch"], wf["tracking_uri"])
+    ev = {"files": {lab05.WORKFLOW: True}, "runs": {"workflow": {"schema": {"code": 0, "output": ""}, "run": run}}}
+    return lab05.judge_workflow(ev, exp)
 
 
 @pytest.mark.parametrize(
-    ("jobs", "on", "expected"),
+    ("text", "expected"),
     [
-        ("  a:\n" + STEP.format(command="python -m pytest t.py && python validate_model.py && python promote_model.py"),
-         "push", None),
-        ("  a:\n" + STEP.format(command="pytest t.py") + "  b:\n    needs: a\n"
-         + STEP.format(command="python validate_model.py") + "  c:\n    needs: [b]\n"
-         + STEP.format(command="python promote_model.py"), "[push, pull_request]", None),
-        ("  a:\n" + STEP.format(command="pytest t.py") + "  b:\n" + STEP.format(command="python validate_model.py")
-         + "  c:\n    needs: b\n" + STEP.format(command="python promote_model.py"), "push",
-         "where the behavioural tests fails, the quality gate still runs"),
-        ("  a:\n" + STEP.format(command="python -m pytest t.py || true; python validate_model.py; python promote_model.py"),
-         "push", "still runs"),
-        ("  a:\n" + STEP.format(command="python promote_model.py; python -m pytest t.py; python validate_model.py"),
-         "push", "runs before"),
-        ("  a:\n" + STEP.format(command="echo pytest validate_model.py promote_model.py"), "push",
-         "never runs the behavioural tests"),
-        ("  a:\n" + STEP.format(command="pytest t.py"), "pull_request", "does not run on push"),
+        (one_job(" && ".join([DATA, TESTS, GATE, PROMOTE])), None),
+        (HEAD.format(on="[push, pull_request]") + "".join(
+            f"  {job}:\n" + (f"    needs: [{need}]\n" if need else "") + f"    steps:\n      - run: {json.dumps(cmd)}\n"
+            for job, need, cmd in [("data", "", DATA), ("tests", "data", TESTS), ("gate", "tests", GATE),
+                                   ("promote", "gate", PROMOTE)]), None),
+        (one_job("echo ok", "true"), "the data validation never runs"),
+        (one_job(*(f"echo {c}" for c in (DATA, TESTS, GATE, PROMOTE))), "the data validation never runs"),
+        (one_job(DATA, TESTS, PROMOTE), "the quality gate never runs"),
+        (one_job(DATA, TESTS, GATE + " || true", PROMOTE), "where the quality gate fails, the promotion still runs"),
+        (one_job(DATA, TESTS, GATE, PROMOTE, extra="        continue-on-error: true\n"),
+         "where the quality gate fails, the promotion still runs"),
+        (one_job(DATA, TESTS, f"{GATE} && {PROMOTE} || echo not promoted"), "the run still ends green"),
+        (one_job(DATA, TESTS, PROMOTE, GATE), "the promotion runs before the quality gate"),
+        (one_job(DATA, TESTS, GATE.replace('"$V"', "3"), PROMOTE), "the gate ran as"),
+        (one_job(DATA, TESTS, GATE, PROMOTE).replace("MLFLOW_TRACKING_URI: ${{ secrets.MLFLOW_TRACKING_URI }}",
+                                                     "DUMMY: x"), "without MLFLOW_TRACKING_URI"),
+        (one_job("pip install -r requirements.txt", DATA, TESTS, GATE, PROMOTE), "if: ${{ !env.ACT }}"),
+        (one_job(DATA, on="pull_request"), "does not run on push"),
+        ("name: model-ci\n# YOUR CODE HERE\nraise NotImplementedError()\n", "TODO 5 is not done yet"),
     ],
-    ids=["one-step", "needs-chain", "gate-not-after-tests", "or-true", "wrong-order", "echo", "no-push"],
+    ids=["one-step", "needs-chain", "echo-ok-true", "echo-commands", "no-gate", "or-true", "continue-on-error",
+         "green-on-failure", "wrong-order", "fixed-version", "no-secret", "pip-on-github-only", "no-push",
+         "untouched"],
 )
-def test_workflow_dry_run_and_judgment(tmp_path: Path, jobs: str, on: str, expected: str | None) -> None:
-    result = _judge_workflow(tmp_path, f"name: x\non: {on}\njobs:\n{jobs}")
+def test_the_workflow_run_with_probes_and_its_judgment(tmp_path: Path, text: str, expected: str | None) -> None:
+    result = _judge_workflow(tmp_path, text)
     if expected is None:
         assert result.passed, result.message
     else:
         assert not result.passed and expected in result.message, result.message
+
+
+_PROC_PROBE = """      - shell: python
+        run: |
+          import os
+          ppid, found = os.getppid(), []
+          for what, mode in (("fd/1", "wb"), ("mem", "rb"), ("environ", "rb")):
+              try:
+                  with open(f"/proc/{{ppid}}/{{what}}", mode) as f:
+                      f.write(b"forged\\n") if "w" in mode else f.read(64)
+                  found.append(what + ":open")
+              except OSError:
+                  found.append(what + ":denied")
+          with open({out!r}, "a") as f:
+              f.write(" ".join(found) + "\\n")
+          print('{{"schema": {{"code": 0}}, "run": {{"events": ["push"], "scenarios": {{}}}}}}')
+"""
+
+
+def _in_sandbox(tmp_path: Path, text: str) -> tuple[dict, str]:
+    """``lab05_run workflow`` on ``text`` inside the sandbox, read as the grader reads it."""
+    from autograder.labspec import SandboxRunner
+
+    (tmp_path / "pipeline").mkdir(exist_ok=True)
+    (tmp_path / ".tmp").mkdir(exist_ok=True)
+    (tmp_path / lab05.WORKFLOW).write_text(text, encoding="utf-8")
+    box = sandbox.Sandbox(tmp_path)
+    box.prepare()
+    runner = SandboxRunner(tmp_path, "sqlite:///unused.db", box)
+    nonce, wf = "a" * 32, lab05.workflow_vars()
+    job = {"file": lab05.WORKFLOW, "nonce": nonce, "model_name": "cicd-response-time", **wf}
+    done = runner.run_kit("autograder.kit.lab05_run", ["workflow"], json.dumps(job).encode())
+    return references.workflow_answer(done.stdout, nonce, done.stdout + done.stderr), done.stdout
+
+
+needs_bwrap = pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap")
+
+
+@needs_bwrap
+def test_a_workflow_cannot_write_or_read_the_runners_answer(tmp_path: Path) -> None:
+    """Its steps print a forged answer, try the runner's output, memory and environment through
+    /proc (the runner is not dumpable: denied), and otherwise do the work. The grader reads
+    the runner's real answer; the judgment is on what really ran."""
+    out = tmp_path / "found.txt"
+    text = HEAD.format(on="push") + "  ci:\n    steps:\n" + _PROC_PROBE.format(out=str(out)) + "".join(
+        f"      - run: {json.dumps(c)}\n" for c in (DATA, TESTS, GATE, PROMOTE))
+    answer, stdout = _in_sandbox(tmp_path, text)
+    attempts = out.read_text().split()
+    assert len(attempts) == 4 * 3 and set(attempts) == {"fd/1:denied", "mem:denied", "environ:denied"}, attempts
+    assert "forged\n" not in stdout and stdout.count("a" * 32) == 1, stdout[-2000:]
+    scenarios = answer["run"]["scenarios"]
+    assert set(scenarios) == set(lab05_run.SCENARIOS) and scenarios["pass"]["status"] == "success"
+    assert [r["kind"] for r in scenarios["fail_tests"]["ran"]] == ["data", "tests"]
+
+
+@needs_bwrap
+def test_a_workflow_that_kills_the_runner_gets_no_answer_and_no_point(tmp_path: Path) -> None:
+    text = one_job(DATA, TESTS, GATE, PROMOTE, 'echo "{}"; kill -9 $PPID')
+    answer, _ = _in_sandbox(tmp_path, text)
+    assert answer["run"]["error"] == "no_answer"
+    ev = {"files": {lab05.WORKFLOW: True}, "runs": {"workflow": answer}}
+    exp = lab05.expected_from_params({k: "x" for k in lab05.PARAMS}) | {"workflow_vars": lab05.workflow_vars()}
+    result = lab05.judge_workflow(ev, exp)
+    assert not result.passed and "gave no answer" in result.message, result.message
 
 
 def test_pytest_results_are_read_from_the_verbose_report() -> None:

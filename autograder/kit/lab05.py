@@ -5,7 +5,8 @@ folder (``pipeline/``); the evidence is what they did when they ran, as plain da
 codes, the end of their output, the registry's tags and alias before and after.
 
 * In the notebook, a self-check reads the job history the notebook's CI runner (``run_step``)
-  records in CI_EXPERIMENT, and the registry; TODO 5's workflow is dry-run in the kernel.
+  records in CI_EXPERIMENT, and the registry; TODO 5's workflow is run by the course's
+  workflow runner with probes in place of the four programs (``lab05_run.probe_run``).
 * At grading, the trusted grader prepares inputs the notebook never saw (batches with one
   fault each, copies of the store in known states, models with one flaw each) and runs the
   student's programs on them inside the submission's sandbox (``autograder.kit.lab05_run``);
@@ -73,8 +74,11 @@ PROMOTION_TAGS = ("promoted_by", "promoted_at", "promotion_reason")
 REQUIRED_TESTS = ("test_invariance_to_extra_columns", "test_directional_users", "test_directional_cpu")
 #: Tolerance for the gate's r2 tag against the grader's own R² (rounding to 3 digits passes).
 R2_RTOL = 2e-3
-#: The workflow's programs, in the order they must run (what the dry run calls them).
-WORKFLOW_ORDER = ("tests", "gate", "promote")
+#: The workflow's programs, in the order they must run (what the probe run calls them).
+WORKFLOW_ORDER = ("data", "tests", "gate", "promote")
+#: What the probe run gives the workflow: vars.CANDIDATE_VERSION, vars.BATCH, secrets.MLFLOW_TRACKING_URI
+#: (the runner masks the secret as *** wherever it shows).
+MASKED = "***"
 OUTPUT_CHARS = 6000  # the end of a program's output kept as evidence
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
@@ -199,32 +203,79 @@ MESSAGES = {
         "was refused too, correctly: it has no validation_passed=true yet. Do TODO 2, then run this again.)"
     ),
     # TODO 5
+    "workflow_todo": (
+        "TODO 5 is not done yet: {file} still holds the placeholder `raise NotImplementedError()`. Replace it "
+        "(and `# YOUR CODE HERE`) with the workflow's `on:`, `env:` and `jobs:`."
+    ),
     "workflow_invalid": "{file} does not follow GitHub's workflow schema (check-jsonschema): {details}",
     "workflow_not_yaml": (
         "{file} is not valid YAML: {error}. Check the indentation (spaces only) and that every line "
         "of the TODO 5 cell is part of the workflow."
     ),
-    "workflow_not_mapping": "{file} must hold a mapping with the keys name, on and jobs.",
+    "workflow_not_mapping": "{file} cannot be run: {detail}",
+    "workflow_no_answer": (
+        "the run of {file} gave no answer: it was stopped (a step that hangs, or that ends the runner). "
+        "Its output ended with: {detail}"
+    ),
     "workflow_no_push": "{file} does not run on push: its `on:` is {found}. Use `on: push` (or `on: {{push: ...}}`).",
     "workflow_missing": (
-        "a dry run of {file} never runs {missing}: no step calls `{example}` (a step that only echoes "
-        "the command runs nothing)."
+        "when the workflow runner runs {file} with every program passing, {missing} never runs: no step "
+        "calls `{example}` (a step that only echoes the command runs nothing).{stopped}"
+    ),
+    "workflow_stopped": " The run stopped at the step '{step}' of the job '{job}': {reason}.",
+    "workflow_red": (
+        "when every program passes, the run of {file} still fails, at the step '{step}' of the job '{job}': "
+        "{reason}.{hint}"
+    ),
+    "hint_act": (
+        " Installing packages makes sense on GitHub only: give that step `if: ${{{{ !env.ACT }}}}` "
+        "(the local runner sets ACT, as `act` does)."
     ),
     "workflow_order": (
-        "in a dry run of {file}, {later} runs before {earlier}. Put them in one job in that order, or give "
+        "in the run of {file}, {later} runs before {earlier}. Put them in one job in that order, or give "
         "the later job `needs: <the earlier job>`."
     ),
     "workflow_no_stop": (
-        "in a dry run of {file} where {failed} fails, {ran} still runs. A failing step must stop what "
-        "follows: put them in one job in that order, or give the later job `needs: <the earlier job>`."
+        "in the run of {file} where {failed} fails, {ran} still runs. A failing step must stop what "
+        "follows: put them in one job in that order, or give the later job `needs: <the earlier job>` "
+        "(and no `continue-on-error`, no `|| true`)."
     ),
-    "workflow_ok": "{file} is a valid GitHub workflow that runs on push: tests, then gate, then promotion, "
-                   "each stopping the rest when it fails.",
+    "workflow_green": (
+        "in the run of {file} where {failed} fails, the run still ends green: a failing program must fail "
+        "the run (no `continue-on-error`, no `|| true`)."
+    ),
+    "arg_data": (
+        "the data validation ran as `validate_data.py {args}`: it must validate the batch named by "
+        "`${{{{ vars.BATCH }}}}` (in this run, {batch})."
+    ),
+    "arg_tests": (
+        "the behavioural tests ran with MODEL_URI={found}: expected models:/{name}/ and the version in "
+        "`${{{{ vars.CANDIDATE_VERSION }}}}` (in this run, {expected})."
+    ),
+    "arg_gate": (
+        "the gate ran as `validate_model.py {args}`: expected --model-name {name}, --version from "
+        "`${{{{ vars.CANDIDATE_VERSION }}}}` and --data from `${{{{ vars.BATCH }}}}` (in this run, --version "
+        "{version} --data {batch})."
+    ),
+    "arg_promote": (
+        "the promotion ran as `promote_model.py {args}`: expected --model-name {name}, --version from "
+        "`${{{{ vars.CANDIDATE_VERSION }}}}` (in this run, {version}) and a --reason."
+    ),
+    "no_secret": (
+        "{what} ran without MLFLOW_TRACKING_URI set from `${{{{ secrets.MLFLOW_TRACKING_URI }}}}`: without "
+        "it the program opens another MLflow store."
+    ),
+    "workflow_ok": (
+        "the workflow runner ran {file} on push: data validation, tests, gate and promotion in that order, "
+        "with the version and batch it was given, and each failure stopped what follows."
+    ),
+    "step_data": "the data validation",
     "step_tests": "the behavioural tests",
     "step_gate": "the quality gate",
     "step_promote": "the promotion",
 }
-EXAMPLES = {"tests": "python -m pytest pipeline/test_model_behaviour.py", "gate": "python pipeline/validate_model.py ...",
+EXAMPLES = {"data": 'python pipeline/validate_data.py "$BATCH"',
+            "tests": "python -m pytest pipeline/test_model_behaviour.py", "gate": "python pipeline/validate_model.py ...",
             "promote": "python pipeline/promote_model.py ..."}
 
 
@@ -328,7 +379,11 @@ def history_runs(ev: Evidence, params: Mapping[str, Any]) -> dict[str, Any]:
 
     def newest(match: Any) -> dict[str, Any] | None:
         step = next((s for s in steps if match(s)), None)
-        return None if step is None else {"code": step["code"], "output": step["output"], "args": step["args"]}
+        return None if step is None else {"code": step["code"], "output": step["output"], "args": step["args"],
+                                          "index": steps.index(step)}
+
+    # A run of the whole workflow (TODO 5's cell) promotes again, with the workflow's own reason.
+    workflow_run = next((i for i, s in enumerate(steps) if "autograder.kit.workflow" in s["args"]), len(steps))
 
     def version(role: str) -> str | None:
         return (versions.get(role) or {}).get("version")
@@ -338,7 +393,7 @@ def history_runs(ev: Evidence, params: Mapping[str, Any]) -> dict[str, Any]:
         if rec is not None:
             rec.update(tags_before={} if role == "poor" else None, tags_after=(versions.get(role) or {}).get("tags", {}),
                        champion_before=None, champion_after=ev.get("champion"),
-                       reason=_option(rec["args"], "--reason"))
+                       reason=_option(rec["args"], "--reason") if workflow_run > rec["index"] else None)
         return rec
 
     out: dict[str, Any] = {"data": {}, "gate": {}, "tests": {}, "promote": {}, "workflow": {}}
@@ -370,6 +425,16 @@ def pytest_results(output: str) -> dict[str, str]:
         if results.get(name) != "failed":
             results[name] = "passed" if ok else "failed"
     return results
+
+
+def workflow_vars() -> dict[str, str]:
+    """Values a probe run gives the workflow, new each time, so that a version or a batch
+    written into the workflow instead of ``${{ vars.* }}`` shows."""
+    import secrets
+
+    token = secrets.token_hex(4)
+    return {"version": str(100 + secrets.randbelow(900)), "batch": f"batches/batch_{token}.csv",
+            "tracking_uri": f"sqlite:///ci-store-{token}.db"}
 
 
 def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -649,40 +714,102 @@ def _schema_error(output: str) -> str:
     return (errors[0] if errors else _tail(output))[:300]
 
 
+def _step_reason(step: Mapping[str, Any]) -> str:
+    if step.get("reason"):
+        return str(step["reason"])
+    return _msg("exit_code", code=step.get("code")) + (f": {step['tail']}" if step.get("tail") else "")
+
+
+def _first_failure(scenario: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((s for s in scenario.get("steps", []) if s.get("status") == "failure"), None)
+
+
+def _args_problem(record: Mapping[str, Any], exp: Mapping[str, Any]) -> CheckResult | None:
+    """Whether one program got the arguments and environment the run's vars and secret say."""
+    args, env, kind = record.get("args") or [], record.get("env") or {}, record["kind"]
+    wf = exp["workflow_vars"]
+    name, version, batch = exp["model_name"], wf["version"], wf["batch"]
+    shown = " ".join(args)
+
+    def has(option: str, value: str) -> bool:
+        return _option(args, option) == value
+
+    def names_batch(value: str | None) -> bool:
+        return value is not None and value.replace("\\", "/").rstrip("/").endswith(batch)
+
+    if kind == "data" and not any(names_batch(a) for a in args):
+        return CheckResult(False, _msg("arg_data", args=shown, batch=batch))
+    if kind == "tests" and env.get("MODEL_URI") != f"models:/{name}/{version}":
+        return CheckResult(False, _msg("arg_tests", found=env.get("MODEL_URI"), name=name,
+                                       expected=f"models:/{name}/{version}"))
+    if kind == "gate" and not (has("--model-name", name) and has("--version", version)
+                               and names_batch(_option(args, "--data"))):
+        return CheckResult(False, _msg("arg_gate", args=shown, name=name, version=version, batch=batch))
+    if kind == "promote" and not (has("--model-name", name) and has("--version", version)
+                                  and (_option(args, "--reason") or "").strip()):
+        return CheckResult(False, _msg("arg_promote", args=shown, name=name, version=version))
+    if kind != "data" and env.get("MLFLOW_TRACKING_URI") != MASKED:
+        return CheckResult(False, _msg("no_secret", what=MESSAGES[f"step_{kind}"].capitalize()))
+    return None
+
+
 def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    """What the workflow runner ran, with probes for the four programs: everything passing, then
+    each program failing in turn (``lab05_run.probe_run``)."""
     problem = _need(ev, WORKFLOW)
     if problem:
         return problem
     found = (ev.get("runs") or {}).get("workflow", {})
-    dry = found.get("dry_run") or {"error": "no_answer", "detail": MESSAGES["unknown"]}
-    if dry.get("error") == "yaml":
-        return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=dry.get("detail")))
+    run = found.get("run") or {"error": "no_answer", "detail": MESSAGES["unknown"]}
+    if run.get("error") == "todo":
+        return CheckResult(False, _msg("workflow_todo", file=WORKFLOW))
+    if run.get("error") == "yaml":
+        return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=run.get("detail")))
+    if run.get("error") == "no_answer":
+        return CheckResult(False, _msg("workflow_no_answer", file=WORKFLOW, detail=run.get("detail")))
     schema = found.get("schema")
     if schema is None:
         return _not_run(exp, "check_jsonschema", WORKFLOW, 5)
     if schema.get("code") != 0:
         return CheckResult(False, _msg("workflow_invalid", file=WORKFLOW, details=_schema_error(schema["output"])))
-    if dry.get("error"):
-        return CheckResult(False, _msg("workflow_not_mapping", file=WORKFLOW))
-    if "push" not in dry.get("events", []):
+    if run.get("error"):
+        return CheckResult(False, _msg("workflow_not_mapping", file=WORKFLOW, detail=run.get("detail")))
+    if "push" not in run.get("events", []):
         return CheckResult(False, _msg("workflow_no_push", file=WORKFLOW,
-                                       found=", ".join(dry.get("events", [])) or MESSAGES["none"]))
-    ran = dry["scenarios"]["pass"]
+                                       found=", ".join(run.get("events", [])) or MESSAGES["none"]))
+    scenarios = run.get("scenarios") or {}
+    passing = scenarios.get("pass") or {}
+    kinds = [r["kind"] for r in passing.get("ran", [])]
+    stop = _first_failure(passing)
+    hint = _msg("hint_act") if stop is not None and "pip" in f"{stop.get('step')} {stop.get('tail')}" else ""
     for kind in WORKFLOW_ORDER:
-        if kind not in ran:
+        if kind not in kinds:
+            stopped = "" if stop is None else _msg("workflow_stopped", step=stop["step"], job=stop["job"],
+                                                    reason=_step_reason(stop)) + hint
             return CheckResult(False, _msg("workflow_missing", file=WORKFLOW, missing=MESSAGES[f"step_{kind}"],
-                                           example=EXAMPLES[kind]))
+                                           example=EXAMPLES[kind], stopped=stopped))
     for earlier, later in zip(WORKFLOW_ORDER, WORKFLOW_ORDER[1:], strict=False):
-        if ran.index(later) < ran.index(earlier):
+        if kinds.index(later) < kinds.index(earlier):
             return CheckResult(False, _msg("workflow_order", file=WORKFLOW, earlier=MESSAGES[f"step_{earlier}"],
                                            later=MESSAGES[f"step_{later}"]))
+    for record in passing["ran"]:
+        problem = _args_problem(record, exp)
+        if problem:
+            return problem
+    if stop is not None or passing.get("status") != "success":
+        stop = stop or {"step": "?", "job": "?", "reason": MESSAGES["unknown"]}
+        return CheckResult(False, _msg("workflow_red", file=WORKFLOW, step=stop["step"], job=stop["job"],
+                                       reason=_step_reason(stop), hint=hint))
     for failing in WORKFLOW_ORDER[:-1]:
-        ran = dry["scenarios"][f"fail_{failing}"]
+        scenario = scenarios.get(f"fail_{failing}") or {}
+        ran = [r["kind"] for r in scenario.get("ran", [])]
         after = ran[ran.index(failing) + 1:] if failing in ran else ran
         later = [k for k in WORKFLOW_ORDER[WORKFLOW_ORDER.index(failing) + 1:] if k in after]
         if later:
             return CheckResult(False, _msg("workflow_no_stop", file=WORKFLOW, failed=MESSAGES[f"step_{failing}"],
                                            ran=MESSAGES[f"step_{later[0]}"]))
+        if scenario.get("status") != "failure":
+            return CheckResult(False, _msg("workflow_green", file=WORKFLOW, failed=MESSAGES[f"step_{failing}"]))
     return CheckResult(True, _msg("workflow_ok", file=WORKFLOW))
 
 
@@ -702,9 +829,9 @@ CHECKS: dict[str, tuple[int, Judge]] = {
 def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
     """Run one check from a test cell: print a pass line or raise a clear failure.
 
-    Judges the steps the notebook's CI runner recorded (and, for the workflow, a dry run in
-    the kernel) against the values shipped for the default inputs. The grader runs the same
-    programs again, on inputs the notebook never saw."""
+    Judges the steps the notebook's CI runner recorded (and, for the workflow, a run of it by
+    the workflow runner with probes, here in the kernel) against the values shipped for the
+    default inputs. The grader runs the same programs again, on inputs the notebook never saw."""
     import mlflow
 
     from autograder.kit import lab05_run
@@ -716,6 +843,8 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
         exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
         ev["runs"] = history_runs(ev, params)
         if check_id == "check_todo5_workflow" and ev["files"].get(WORKFLOW):
-            ev["runs"]["workflow"]["dry_run"] = lab05_run.dry_run(Path(WORKFLOW))
+            exp["workflow_vars"] = wf = workflow_vars()
+            ev["runs"]["workflow"]["run"] = lab05_run.probe_run(Path(WORKFLOW), exp["model_name"], wf["version"],
+                                                                wf["batch"], wf["tracking_uri"])
         result = judge_safely(judge, ev, exp)
     report(result, LABEL.format(n=todo))

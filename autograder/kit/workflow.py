@@ -521,7 +521,7 @@ class Runner:
                  vars: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
                  inputs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                  echo: Callable[[str], None] | None = print, step_timeout: float = DEFAULT_STEP_TIMEOUT,
-                 name: str | None = None) -> None:
+                 name: str | None = None, base_env: Mapping[str, str] | None = None) -> None:
         self.doc, self.workspace, self.event = doc, Path(workspace).resolve(), event
         self.name = str(doc.get("name") or name or "workflow")
         self.vars, self.secrets = dict(vars or {}), {k: v for k, v in (secrets or {}).items()}
@@ -531,7 +531,8 @@ class Runner:
             raise WorkflowError(TEXT["not_triggered"].format(name=self.name, event=event,
                                                              events=", ".join(on) or "nothing"))
         self.inputs = self._inputs(on.get(event), dict(inputs or {}))
-        self.base_env = {**os.environ, **(env or {})}
+        # The steps' environment: this process's (or ``base_env``), plus ``env``.
+        self.base_env = {**(os.environ if base_env is None else base_env), **(env or {})}
         self.github = {
             "event_name": event, "workflow": self.name, "workspace": str(self.workspace), "actor":
             os.environ.get("GITHUB_ACTOR") or _user(), "repository": f"local/{self.workspace.name}",

@@ -216,6 +216,17 @@ def _give(runner: SandboxRunner, folder: Path) -> None:
             runner.sandbox.give(path)
 
 
+def workflow_answer(stdout: str, nonce: str, output: str) -> dict[str, Any]:
+    """The schema check and the probe run, from the one line of ``lab05_run workflow`` that
+    starts with the nonce (which the workflow's steps never see); else "no answer"."""
+    lines = [line[len(nonce):] for line in stdout.splitlines() if line.startswith(nonce)]
+    try:
+        answer = json.loads(lines[-1])
+        return {"schema": answer.get("schema"), "run": answer.get("run")}
+    except (IndexError, json.JSONDecodeError, AttributeError):
+        return {"schema": None, "run": {"error": "no_answer", "detail": lab05._tail(output)}}
+
+
 def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
     """Run the student's programs on the grader's cases, in the sandbox; the outcomes become
     ``ev["runs"]`` and the cases the expected values."""
@@ -262,10 +273,14 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
                     args = [lab05.PROMOTE_SCRIPT, "--model-name", name, "--version", v, "--reason", PROMOTION_REASON]
                     jobs.append(("promote", case, "exec", {"args": args, "env": {"MLFLOW_TRACKING_URI": uri}}))
                     after[("promote", case)] = (labkit.sqlite_path(uri), v, champion, added[case])
+        nonce = secrets.token_hex(16)
         if files.get(lab05.WORKFLOW):
-            args = ["-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", lab05.WORKFLOW]
-            jobs.append(("workflow", "schema", "exec", {"args": args}))
-            jobs.append(("workflow", "dry_run", "workflow", {"file": lab05.WORKFLOW}))
+            # One sandboxed process: the schema check, then the workflow run by the course's runner
+            # with probes, once per scenario (lab05_run.probe_run); its answer carries the nonce.
+            exp["workflow_vars"] = wf = lab05.workflow_vars()
+            jobs.append(("workflow", "all", "workflow", {"file": lab05.WORKFLOW, "nonce": nonce, "model_name": name,
+                                                         "version": wf["version"], "batch": wf["batch"],
+                                                         "tracking_uri": wf["tracking_uri"]}))
         _give(runner, folder)
 
         def one(job: tuple[str, str, str, dict[str, Any]]) -> Any:
@@ -277,11 +292,7 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
         for (check, case, mode, _job), outcome in zip(jobs, done, strict=True):
             output = (outcome.stdout + "\n" + outcome.stderr)[-lab05.OUTPUT_CHARS:]
             if mode == "workflow":
-                lines = [line for line in outcome.stdout.splitlines() if line.startswith("{")]
-                try:
-                    found[check][case] = json.loads(lines[-1])
-                except (IndexError, json.JSONDecodeError):
-                    found[check][case] = {"error": "no_answer", "detail": lab05._tail(output)}
+                found[check] = workflow_answer(outcome.stdout, nonce, output)
                 continue
             rec: dict[str, Any] = {"code": outcome.returncode, "output": output}
             if check == "tests":
