@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 5000
+JUPYTER_PORT ?= 8888
 NB     ?=
 SUBMISSIONS ?= submitted
 OUT    ?= grading
@@ -34,16 +35,16 @@ export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab mlflow labs check grade-class release test test-fast bench data lint clean \
+.PHONY: help setup lab lab-instructor mlflow labs check grade-class release test test-fast bench data lint clean \
   secret release-students similarity regrade export
 
 help: ## List the commands
 	@echo "Usage: make TARGET"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "  make check NB=labs/01_tracking/01_tracking.ipynb   grade one notebook"
-	@echo "  make mlflow PORT=5001                             use another port for the UI"
+	@echo "  make lab PORT=5001 JUPYTER_PORT=8889              other ports for the UI and JupyterLab"
 	@echo "  make grade-class SUBMISSIONS=path OUT=grading     grade nbgrader's submitted/, a folder or a zip"
 
 setup: $(STAMP) ## Create .venv and install the pinned environment (once)
@@ -57,13 +58,13 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "==> Ready. Next: make lab"
 
 lab: setup ## Open JupyterLab on the labs, with the MLflow UI on the same store
-	@$(PY) -m autograder lab --port $(PORT)
+	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT)
+
+lab-instructor: setup ## The same, with nbgrader's instructor tools (formgrader, Create Assignment)
+	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT) --instructor
 
 mlflow: setup ## Start only the MLflow UI on the course store (PORT=5000)
-	@URI=$$($(PY) -m autograder store --init) || exit 1; \
-	echo "==> MLflow UI on $$URI: http://127.0.0.1:$(PORT)"; \
-	$(BIN)/mlflow ui --backend-store-uri "$$URI" --default-artifact-root "$$($(PY) -m autograder store --artifacts)" \
-	  --host 127.0.0.1 --port $(PORT) --workers 1
+	@$(PY) -m autograder.launch ui --port $(PORT)
 
 labs: setup ## Regenerate the student notebooks in labs/ from solutions/
 	$(PY) -m autograder generate
@@ -96,7 +97,6 @@ regrade: setup ## Regrade: make regrade LAB=01_tracking STUDENT=alice (or CHECK=
 
 export: setup ## Rewrite grades, feedback and the Canvas/Moodle/Gradescope exports of OUT (no grading)
 	$(PY) -m autograder export "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS)
-
 
 # One pytest worker per core (pytest-xdist); each distinct notebook is graded once per session
 # and the result shared between workers (tests/conftest.py).

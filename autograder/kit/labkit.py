@@ -25,6 +25,9 @@ MAIN_DATASET = ROOT / "data" / "devops_metrics.csv"
 
 FEATURES = ["cpu_usage", "memory_usage", "disk_io", "network_latency", "concurrent_users"]
 TARGET = "response_time_ms"
+#: Where the MLflow UI is: ``make lab`` puts the address it started the UI on (``PORT``) in
+#: ``$MLFLOW_UI_URL`` for the kernels; without it, the default port of ``make lab``/``make mlflow``.
+UI_URL_ENV = "MLFLOW_UI_URL"
 UI_URL = "http://127.0.0.1:5000"
 
 #: Modules whose own warnings are the stack's noise, not the student's fault. They go to
@@ -89,6 +92,9 @@ def connect(tracking_uri: str | None = None) -> str:
     quiet_stack_warnings()
     # "Creating initial MLflow database tables..." is MLflow's business, not the lab's.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # "Experiment with name ... does not exist. Creating a new experiment." is an INFO line on
+    # stderr, which JupyterLab paints red like an error: creating the experiment is expected.
+    logging.getLogger("mlflow.tracking.fluent").setLevel(logging.WARNING)
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or course_store_uri()
     db = sqlite_path(uri)
     if db is not None:
@@ -108,6 +114,11 @@ def data_path(path: str | os.PathLike[str] | None = None) -> Path:
     return resolved
 
 
+def ui_url() -> str:
+    """The MLflow UI's address: the one ``make lab`` started, else the default port."""
+    return (os.environ.get(UI_URL_ENV) or UI_URL).rstrip("/")
+
+
 def run_url(experiment_id: str, run_id: str) -> str:
-    """Where a run is in the MLflow UI started by ``make mlflow``."""
-    return f"{UI_URL}/#/experiments/{experiment_id}/runs/{run_id}"
+    """Where a run is in the MLflow UI that ``make lab`` (or ``make mlflow``) started."""
+    return f"{ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
