@@ -151,12 +151,14 @@ def write_outputs(
     """grades.csv, feedback/<student>/<lab>.md, class_report.html, and the exports
     (canvas.csv, moodle.csv, gradescope/<student>/<lab>/results.json) in ``out``. Each record
     gets its late decision and the regrade log's entries for its student and lab."""
+    out.mkdir(parents=True, exist_ok=True)
     for r in records:
         r["regrades"] = [e for e in regrade_log or []
                          if e["student_id"] == r["student_id"] and e["lab"] == (r.get("lab") or "")]
     _defused(grades_table(records, due, policy)).to_csv(out / "grades.csv", index=False, lineterminator="\n")
     for r in records:
-        target = out / "feedback" / r["student_id"] / f"{r.get('lab') or Path(r['path']).stem}.md"
+        lab = exports.folder_name(r.get("lab") or Path(r["path"]).stem)
+        target = out / "feedback" / exports.folder_name(r["student_id"]) / f"{lab}.md"
         target.parent.mkdir(parents=True, exist_ok=True)
         notes = [r["late_policy"]["note"]] if r.get("late_policy") else []
         target.write_text(feedback_markdown(_result(r), notes=notes, regrades=r["regrades"],

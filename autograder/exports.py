@@ -44,6 +44,13 @@ def defuse(value: Any) -> Any:
     return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def folder_name(text: str) -> str:
+    """A student id or lab as one folder name: separators out, never ``.`` or ``..`` (ids come
+    from folder and file names, which cannot hold these, but a result file is only data)."""
+    name = text.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return "_" if name in ("", ".", "..") else name
+
+
 def _csv(rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -144,8 +151,8 @@ def write_exports(records: list[dict[str, Any]], out: Path, roster: dict[str, St
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
     for record in records:
-        target = out / "gradescope" / record["student_id"] / (record.get("lab") or Path(record["path"]).stem) / \
-            "results.json"
+        lab = record.get("lab") or Path(record["path"]).stem
+        target = out / "gradescope" / folder_name(record["student_id"]) / folder_name(lab) / "results.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(gradescope_result(record), indent=2) + "\n", encoding="utf-8")
         written.append(target)

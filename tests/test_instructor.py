@@ -353,3 +353,11 @@ def test_the_cli_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
         proc = _cli(*args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_output_folders_are_named_safely_whatever_a_record_says(tmp_path: Path) -> None:
+    record = {**_record("../../escape", 5, None), "lab": ".."}
+    classreport.write_outputs([record], tmp_path / "out")
+    written = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.startswith("out/") for p in written), written
+    assert (tmp_path / "out" / "gradescope" / ".._.._escape" / "_" / "results.json").is_file()
