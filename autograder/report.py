@@ -14,6 +14,7 @@ TEXT = {
     "regrades": "## Regrades",
     "regrade_head": "| when (UTC) | by | why | check | score before | score after |",
     "regrade_all": "all checks",
+    "not_graded": "not graded before",
 }
 
 
@@ -34,6 +35,10 @@ def table(result: GradeResult) -> str:
     lines += [f"  restored: {r}" for r in result.restored]
     lines += [f"  error: {e}" for e in result.errors]
     return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    return TEXT["not_graded"] if value is None else _points(value)
 
 
 def _cell(text: object) -> str:
@@ -78,7 +83,7 @@ def feedback_markdown(
         out += ["", TEXT["regrades"], "", TEXT["regrade_head"], "|---|---|---|---|---|---|"]
         out += [
             f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or TEXT['regrade_all'])}"
-            f" | {_points(e['old_score'])} | {_points(e['new_score'])} |"
+            f" | {_score(e['old_score'])} | {_score(e['new_score'])} |"
             for e in regrades
         ]
     return "\n".join(out) + "\n"

@@ -361,3 +361,28 @@ def test_output_folders_are_named_safely_whatever_a_record_says(tmp_path: Path) 
     written = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.startswith("out/") for p in written), written
     assert (tmp_path / "out" / "gradescope" / ".._.._escape" / "_" / "results.json").is_file()
+
+
+def test_export_and_regrade_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from autograder import cli
+
+    source, out, state = _fake_class(tmp_path, monkeypatch)
+    (tmp_path / "roster.csv").write_text("student_id,name,canvas_id\nalice,Alice A,101\nbob,Bob B,102\n")
+    (tmp_path / "late.csv").write_text(f"lab,due,penalty_per_day\n*,{DUE.isoformat()},0.5\n")
+    assert cli.main(["class", str(source), "--out", str(out), "--no-sandbox", "--jobs", "1"]) == 0
+    assert cli.main(["export", str(source), "--out", str(out), "--roster", str(tmp_path / "roster.csv"),
+                     "--late-policy", str(tmp_path / "late.csv")]) == 0
+    canvas = list(csv.reader(io.StringIO((out / "canvas.csv").read_text())))
+    assert [r[:2] for r in canvas[2:]] == [["Alice A", "101"], ["Bob B", "102"]]
+    state["fixed"] = True
+    assert cli.main(["regrade", str(source), "--out", str(out), "--lab", LAB01.lab_id, "--student", "bob",
+                     "--why", "wrong data mounted", "--by", "ta-2", "--no-sandbox"]) == 0
+    assert "bob 01_tracking: 6.0 -> 4.0" in capsys.readouterr().out
+    assert [(e["who"], e["why"]) for e in regrade.read_log(out)] == [("ta-2", "wrong data mounted")]
+    # The regrade applied the late policy the class was last exported with: it is kept in OUT.
+    with open(out / "grades.csv", newline="") as f:
+        assert "final_score" in next(csv.DictReader(f))
+    assert cli.main(["regrade", str(source), "--out", str(out), "--lab", LAB01.lab_id, "--check", "nope",
+                     "--why", "x", "--no-sandbox"]) == 2
+    assert "no check nope" in capsys.readouterr().err
