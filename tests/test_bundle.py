@@ -19,6 +19,7 @@ import pytest
 from autograder import release
 from autograder.course import LABS, ROOT
 from autograder.release import ENGINE_FILES, KIT_SUFFIXES, SETUP_FILES, TOP, build_bundle, bundle_members
+from tests.conftest import grading
 
 REGION = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
 NEVER = {"solutions", "tests", ".ci", ".github", "benchmarks", "checks", "references"}
@@ -202,6 +203,21 @@ def test_the_bundle_is_the_same_for_the_same_content(tmp_path: Path) -> None:
     assert set(bundle_members(["01_tracking"])) >= {"labs/01_tracking/01_tracking.ipynb", "README.md"}
 
 
+def test_a_students_own_bundle_is_the_class_bundle_with_only_their_variant_changed(tmp_path: Path) -> None:
+    """Per-student bundles (issue #15) hold the same files as the class bundle, plus VARIANT.md;
+    what differs is the data, the notebook's SEED and the self-checks' values: no answer leaks."""
+    lab = "01_tracking"
+    [path] = release.build_student_bundles(tmp_path, ["alice"], os.urandom(32), [lab], progress=False)
+    with zipfile.ZipFile(path) as zf:
+        own = {n.removeprefix(f"{TOP}/"): zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+    common = bundle_members([lab])
+    assert set(own) == set(common) | {"VARIANT.md"}
+    changed = {n for n in common if own[n] != common[n]}
+    assert {f"labs/{lab}/{lab}.ipynb", f"autograder/kit/expected/{lab}.json", "data/devops_metrics.csv"} <= changed
+    assert all(n.startswith(("data/", "labs/", "autograder/kit/expected/")) for n in changed), changed
+    assert leaks(own, {lab: secret_lines(lab)}) == []
+
+
 def _isolated_env(tmp_path: Path, root: Path) -> dict[str, str]:
     """An environment in which Python sees the unpacked bundle only, not the course's checkout."""
     hooks = tmp_path / "no-editable"
@@ -212,7 +228,7 @@ def _isolated_env(tmp_path: Path, root: Path) -> dict[str, str]:
     return {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
 
 
-@pytest.mark.slow
+@grading
 def test_a_students_own_bundle_runs_on_their_variant_and_its_self_checks_agree(tmp_path: Path) -> None:
     """The solution, run in alice's bundle as it is (her data, her SEED, no extra step), passes
     every self-check. (That the values shipped for the self-checks were made for her notebook's
