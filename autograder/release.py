@@ -8,7 +8,11 @@ self-check judgments, expected numbers for the default inputs) and the engine fi
 
 Out: ``solutions/``, hidden tests, the course's own tests, CI, benchmarks, and every
 reference implementation: ``autograder/references/`` and ``autograder/checks/`` never ship,
-nor does any other file of the package that is not on the list.
+nor does any other file of the package that is not on the list (the instructor's modules,
+``variants``, ``similarity``, ``late``, ``exports``, ``regrade``, ``roster``, are not on it).
+
+Per-student bundles (``build_student_bundles``) are this bundle with one student's variant:
+their data, their ``SEED`` and the self-checks' values for them (``autograder.variants``).
 """
 
 from __future__ import annotations
