@@ -20,7 +20,10 @@ expected values computed on their variant: the notebook works on it with no extr
 class secret, as without variants) and the hidden tests. A copied *result* (numbers typed in,
 a model or store brought in from a classmate's run) was made on another variant and fails;
 copied *code* computes on whatever data it is given and earns its points on any variant: that
-is what the similarity report is for.
+is what the similarity report is for. The price of grading on data the student has seen: a
+check whose value depends on the data alone, not on the seed, could be passed by typing in the
+value of one's own run; grading without variants (hidden data) closes that, at the cost of
+judging the student on data they never worked on.
 """
 
 from __future__ import annotations
