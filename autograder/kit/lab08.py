@@ -89,7 +89,13 @@ MAX_AUDIT_LINES = 5000
 
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
-    "not_started": "the service did not start: {error}",
+    "not_started": "the service did not start, so {what} could not be tested: {error}",
+    "what_1": "loading the models by alias",
+    "what_2": "the validation of requests",
+    "what_3": "the metrics",
+    "what_4": "the audit trail",
+    "what_5": "the canary",
+    "what_6": "the drift signal",
     "no_health": "GET /health answered {status}: {text}",
     "health_version": (
         "/health reports the versions {found}, but the aliases point to {expected}. Resolve the aliases "
@@ -155,8 +161,11 @@ MESSAGES = {
     ),
     "rollback_failed": "{failed} requests failed during the rollback (statuses: {statuses}).",
     "rollback_stale": (
-        "after the rollback (challenger moved to version {version}, then /reload), {stale} answers still came "
-        "from version {other}."
+        "after the rollback (challenger moved to version {version}, then /reload), {stale} answers did not come "
+        "from version {version}'s model: /reload must load the models the aliases point to now."
+    ),
+    "no_model_answers": (
+        "row {row} was answered with {found:.4g}, which neither version's model predicts: fix Task 1's predict first."
     ),
     "canary_ok": "{found} of {count} answers from the challenger (share {observed:.3f}, configured {share:g}){rollback}.",
     "canary_rollback": "; a rollback under traffic failed no request",
@@ -304,7 +313,8 @@ def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[
     found["traffic"] = _send(http, rows["traffic"], deadline)
     cases = malformed_cases(rows["traffic"][0])
     answers = _send(http, [c["body"] for c in cases], deadline)
-    found["malformed"] = [{"case": c["case"], "field": c["field"], **a} for c, a in zip(cases, answers, strict=True)]
+    found["malformed"] = [{"case": c["case"], "field": c["field"], "sent": c["body"], **a}
+                          for c, a in zip(cases, answers, strict=True)]
     found["metrics_after"] = _metrics_text(http)
     found["audit"] = read_audit(audit_path, audit_before)
     found["drift_a"] = _send(http, rows["drift_a"], deadline)
@@ -459,12 +469,28 @@ def _served(answers: list[Mapping[str, Any]], rows: list[Any]) -> list[tuple[int
     return out
 
 
-def _service(ev: Evidence) -> tuple[dict[str, Any] | None, CheckResult | None]:
+def _odd_served(service: Mapping[str, Any]) -> list[tuple[int, Any, str, float]]:
+    """The odd requests that got a prediction (the valid one, and any a lax service accepted)."""
+    return _served(service["malformed"], [c.get("sent") for c in service["malformed"]])
+
+
+def _digests(row: Any) -> set[str]:
+    """The hashes an honest audit line may carry for a row sent: of the row as sent, or as the
+    signature's types make it (floats, whole users), or all floats."""
+    found = {input_hash(row)} if isinstance(row, dict) else set()
+    with contextlib.suppress(TypeError, ValueError, KeyError):
+        found |= {input_hash(as_row(row)), input_hash({k: float(v) for k, v in row.items()})}
+    return found
+
+
+def _service(ev: Evidence, todo: int) -> tuple[dict[str, Any] | None, CheckResult | None]:
+    """The service's answers, or the failure of a check (TODO ``todo``) that has none."""
     service = ev.get("service")
     if not service:
         return None, CheckResult(False, _msg("not_run", reason="no evidence"))
     if not service.get("started"):
-        return None, CheckResult(False, _msg("not_started", error=service.get("error", "no reason given")))
+        return None, CheckResult(False, _msg("not_started", what=MESSAGES[f"what_{todo}"],
+                                             error=service.get("error", "no reason given")))
     return service, None
 
 
@@ -484,7 +510,7 @@ def _check_predictions(served: list[tuple[int, Any, str, float]], exp: Mapping[s
 
 
 def judge_model(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 1)
     if failure:
         return failure
     health = service["health"]
@@ -512,7 +538,7 @@ def judge_model(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_validate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 2)
     if failure:
         return failure
     rejected = [a for a in service["traffic"] if a["status"] != 200]
@@ -536,7 +562,7 @@ def judge_validate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 3)
     if failure:
         return failure
     before, after = metric_samples(service.get("metrics_before")), metric_samples(service.get("metrics_after"))
@@ -549,14 +575,14 @@ def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     for status, count in sorted(by_status.items()):
         key = f'{REQUESTS_METRIC}_total{{status="{status}"}}'
         moved = _delta(before, after, key)
+        if moved is None and f"# TYPE {REQUESTS_METRIC}_total counter" in (service.get("metrics_after") or ""):
+            moved = 0.0  # declared, never incremented with this label
         if moved is None:
             return CheckResult(False, _msg("no_metric", name=key, found=_names(after)))
         if moved != count:
             return CheckResult(False, _msg("counter_wrong", name=f"{REQUESTS_METRIC}_total", status=status,
                                            found=moved, expected=count))
-    served = _served(service["traffic"], exp["rows"]["traffic"]) + [
-        (0, None, "", float(a["body"]["prediction"])) for a in service["malformed"]
-        if a["status"] == 200 and isinstance((a.get("body") or {}).get("prediction"), int | float)]
+    served = _served(service["traffic"], exp["rows"]["traffic"]) + _odd_served(service)
     for name, expected, what in ((f"{LATENCY_METRIC}_count{{}}", len(answers), "requests"),
                                  (f"{PREDICTIONS_METRIC}_count{{}}", len(served), "predictions")):
         moved = _delta(before, after, name)
@@ -590,16 +616,13 @@ def _iso_time(value: Any) -> bool:
 
 
 def judge_audit(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 4)
     if failure:
         return failure
-    served = _served(service["traffic"], exp["rows"]["traffic"])
-    # Malformed requests are not predictions; the valid odd one (a whole number for a double) is.
-    lenient = [c for c in service["malformed"] if c["field"] is None and c["status"] == 200]
+    served = _served(service["traffic"], exp["rows"]["traffic"]) + _odd_served(service)
     lines = service.get("audit") or []
-    expected_lines = len(served) + len(lenient)
-    if len(lines) != expected_lines:
-        return CheckResult(False, _msg("audit_count", found=len(lines), expected=expected_lines))
+    if len(lines) != len(served):
+        return CheckResult(False, _msg("audit_count", found=len(lines), expected=len(served)))
     records = []
     for n, line in enumerate(lines, start=1):
         try:
@@ -613,11 +636,11 @@ def judge_audit(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         records.append(record)
     pool = [(str(r["input_sha256"]), str(r["model_version"]), r["prediction"]) for r in records]
     for i, row, version, value in served:
-        digests = {input_hash(row), input_hash({k: float(v) for k, v in row.items()})}
+        digests = _digests(row)
         match = next((p for p in pool if p[0] in digests and p[1] == version and isinstance(p[2], int | float)
                       and math.isclose(float(p[2]), value, rel_tol=PRED_RTOL, abs_tol=PRED_RTOL)), None)
         if match is None:
-            return CheckResult(False, _msg("audit_unmatched", row=i, digest=input_hash(row)[:12], version=version,
+            return CheckResult(False, _msg("audit_unmatched", row=i, digest=min(digests or {"?"})[:12], version=version,
                                            prediction=value))
         pool.remove(match)
     return CheckResult(True, _msg("audit_ok", count=len(lines)))
@@ -629,8 +652,17 @@ def _binom_p(found: int, count: int, share: float) -> float:
     return float(binomtest(found, count, share).pvalue)
 
 
+def _which_model(exp: Mapping[str, Any], i: int, value: float) -> str | None:
+    """The version whose model gives ``value`` for traffic row ``i``: who answered, judged from the
+    answer itself, not from the version the answer names (that is Task 1's)."""
+    for version, predictions in exp["predictions"].items():
+        if math.isclose(value, predictions["traffic"][i], rel_tol=PRED_RTOL, abs_tol=PRED_RTOL):
+            return str(version)
+    return None
+
+
 def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 5)
     if failure:
         return failure
     served = _served(service["traffic"], exp["rows"]["traffic"])
@@ -638,11 +670,12 @@ def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("no_answers", count=len(service["traffic"]),
                                        statuses=_statuses(service["traffic"]),
                                        text=(service["traffic"] or [{"text": ""}])[0]["text"]))
-    wrong = _check_predictions(served, exp, "traffic")
-    if wrong:
-        return wrong
+    answered = [_which_model(exp, i, value) for i, _, _, value in served]
+    if None in answered:
+        i, _, version, value = served[answered.index(None)]
+        return CheckResult(False, _msg("no_model_answers", row=i, found=value))
     share, challenger = float(exp["share"]), str(exp["aliases"][CHALLENGER])
-    found = sum(1 for s in served if s[2] == challenger)
+    found = sum(1 for v in answered if v == challenger)
     if found == 0 and share > 0:
         return CheckResult(False, _msg("no_canary", count=len(served), version=challenger, share=share))
     p = _binom_p(found, len(served), share)
@@ -657,17 +690,19 @@ def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         if failed:
             return CheckResult(False, _msg("rollback_failed", failed=len(failed), statuses=_statuses(failed)))
         version = str(rollback["version"])
-        stale = [a for a in rollback["after"] if str((a.get("body") or {}).get("version")) != version]
+        rows = exp["rows"]["rollback"][ROLLBACK_BEFORE:]
+        stale = [a for a in _served(rollback["after"], rows)
+                 if not math.isclose(a[3], exp["predictions"][version]["rollback"][a[0]], rel_tol=PRED_RTOL,
+                                     abs_tol=PRED_RTOL)]
         if stale:
-            return CheckResult(False, _msg("rollback_stale", version=version, stale=len(stale),
-                                           other=(stale[0].get("body") or {}).get("version")))
+            return CheckResult(False, _msg("rollback_stale", version=version, stale=len(stale)))
         note = MESSAGES["canary_rollback"]
     return CheckResult(True, _msg("canary_ok", found=found, count=len(served), observed=found / len(served),
                                   share=share, rollback=note))
 
 
 def judge_drift(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev)
+    service, failure = _service(ev, 6)
     if failure:
         return failure
     window = int(exp["window"])
@@ -946,7 +981,8 @@ def _expected_in_kernel(namespace: Mapping[str, Any], found: Mapping[str, Any]) 
     for version in set(aliases.values()):
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
         predictions[version] = {
-            "traffic": [float(v) for v in model.predict(pd.DataFrame(found["rows"]["traffic"]))]}
+            "traffic": [float(v) for v in model.predict(pd.DataFrame(found["rows"]["traffic"]))],
+            "rollback": [float(v) for v in model.predict(pd.DataFrame(found["rows"]["rollback"][ROLLBACK_BEFORE:]))]}
     return {"aliases": aliases, "predictions": predictions, "rows": found["rows"],
             "share": float(namespace["CANARY_SHARE"]), "window": int(namespace["DRIFT_WINDOW"])}
 

@@ -64,12 +64,13 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     x_train, _ = _split(str(data_path), seed, test_size)
     rows = lab08.drive_rows(data_path, seed, test_size, lab08.GRADER_TRAFFIC, window)
     own = lab08.drive_rows(data_path, seed, test_size, lab08.SELF_TRAFFIC, int(params["DRIFT_WINDOW"]))
-    traffic = pd.DataFrame(rows["traffic"], columns=labkit.FEATURES)
+    frames = {"traffic": pd.DataFrame(rows["traffic"], columns=labkit.FEATURES),
+              "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:], columns=labkit.FEATURES)}
     return {
         **lab08.expected_from_params(params),
         "share": share,
         "window": window,
-        "role_predictions": {run: [float(v) for v in model.predict(traffic)]
+        "role_predictions": {run: {part: [float(v) for v in model.predict(frame)] for part, frame in frames.items()}
                              for run, model in _forests(str(data_path), seed, test_size).items()},
         "ks": {"a": _ks(x_train, rows["drift_a"]), "b": _ks(x_train, rows["drift_b"])},
         "notebook_ks": {"a": _ks(x_train, own["drift_a"]), "b": _ks(x_train, own["drift_b"])},
@@ -97,7 +98,7 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
     ev["service"] = answer.get("service") or {"started": False, "error": answer.get("error", "no answer")}
     ev["docker"]["hadolint"] = answer.get("hadolint") or {"error": answer.get("error", "no answer")}
     exp.update(aliases=aliases, rows=rows, predictions={
-        version: {"traffic": exp["role_predictions"][role]} for role, version in by_role.items()
+        version: exp["role_predictions"][role] for role, version in by_role.items()
         if role in exp["role_predictions"]})
 
 

@@ -1,0 +1,382 @@
+"""The grader on Lab 08 (serving and monitoring: a FastAPI service, Prometheus metrics, an audit
+trail, a canary, a drift gauge, a load test, a Dockerfile).
+
+Fast tests run the real service app in this process (FastAPI's ``TestClient``), made of the
+master's solution parts, on a real MLflow store with the set-up's two forests registered, and
+drive it with the same driver and hooks the grader's sandboxed client uses (the model's files
+really hidden, the alias really moved in the store, then ``/reload``). Each typical mistake is
+one part changed, and costs its own task only: the model loaded per request, a ``/health``
+that hard-codes a version, no validation, metrics never incremented, an audit line without
+real hashes, the canary share ignored, a reload that keeps the old models, a constant drift
+gauge. The load test and the Dockerfile are judged on hand-made records and real ``hadolint``.
+
+Slow tests grade three notebooks sandboxed on hidden inputs: the solution, the untouched
+student notebook, and the partial submission (Tasks 1, 2, 5 and 8) the nbgrader test shares.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from autograder import hidden, store
+from autograder.course import LABS
+from autograder.kit import lab08, lab08_serve, labkit
+from autograder.kit.checking import CheckResult
+from autograder.notebook import grade_id, parameters_of
+from autograder.references import lab08 as references
+from tests.conftest import grading, make_submission, partial_todos, points, solution_code
+
+LAB08 = LABS["08_serving"]
+MAX = {
+    "check_todo1_model": 2,
+    "check_todo2_validate": 2,
+    "check_todo3_metrics": 2,
+    "check_todo4_audit": 1,
+    "check_todo5_canary": 2,
+    "check_todo6_drift": 2,
+    "check_todo7_load": 2,
+    "check_todo8_docker": 1,
+}
+SERVICE_CHECKS = [k for k, (todo, _) in lab08.CHECKS.items() if todo <= 6]
+PARAMS = parameters_of(nbformat.read(LAB08.master, as_version=4))
+MASTER = {grade_id(c): c for c in nbformat.read(LAB08.master, as_version=4).cells}
+SHARE, WINDOW, TRAFFIC = 0.45, 20, 40
+RECORDED = Path(__file__).with_name("lab08_evidence.json.gz")
+MAX_TODOS = {todo for todo, _ in lab08.CHECKS.values()}
+
+
+def part_source(todo: int) -> tuple[str, str]:
+    """(file name, solution source) of the part a TODO cell writes with %%writefile."""
+    first, _, body = solution_code(MASTER[f"todo{todo}"]).partition("\n")
+    return Path(first.split()[1]).name, body
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return make_served(tmp_path_factory.mktemp("lab08"))
+
+
+def make_served(work: Path) -> dict[str, Any]:
+    """A store with the set-up's two forests registered (rf-v1 then rf-v2), and a service folder
+    with the master's solution parts and the given wiring."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.model_selection import train_test_split
+
+    uri = store.fresh_store(work, store.template())
+    labkit.connect(uri)
+    mlflow.set_experiment("lab08-test")
+    df = pd.read_csv(labkit.MAIN_DATASET)
+    x_train, _, y_train, _ = train_test_split(df[labkit.FEATURES], df[labkit.TARGET],
+                                              test_size=PARAMS["TEST_SIZE"], random_state=PARAMS["SEED"])
+    forests = references._forests(str(labkit.MAIN_DATASET), PARAMS["SEED"], PARAMS["TEST_SIZE"])
+    versions = {}
+    for run, model in forests.items():
+        with mlflow.start_run(run_name=run):
+            info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x_train, y_train),
+                                            skops_trusted_types=["sklearn.tree._tree.Tree"],
+                                            pip_requirements=["mlflow", "scikit-learn", "skops"])
+        versions[run] = str(mlflow.register_model(info.model_uri, PARAMS["MODEL_NAME"]).version)
+    folder = work / lab08.SERVICE_DIR
+    folder.mkdir()
+    lab08.install_app(folder)
+    for todo in range(1, 7):
+        name, body = part_source(todo)
+        (folder / name).write_text(body, encoding="utf-8")
+    x_train.to_csv(folder / lab08.REFERENCE_FILE, index=False)
+    rows = lab08.drive_rows(labkit.MAIN_DATASET, PARAMS["SEED"], PARAMS["TEST_SIZE"], TRAFFIC, WINDOW)
+    frames = {"traffic": pd.DataFrame(rows["traffic"]), "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:])}
+    predictions = {versions[run]: {k: [float(v) for v in model.predict(f)] for k, f in frames.items()}
+                   for run, model in forests.items()}
+    # As the grader does: the model of the challenger's run serves as champion.
+    aliases = {lab08.CHAMPION: versions[lab08.CHALLENGER_RUN], lab08.CHALLENGER: versions[lab08.CHAMPION_RUN]}
+    ks = {which: references._ks(x_train, rows[f"drift_{which}"]) for which in ("a", "b")}
+    exp = {"aliases": aliases, "rows": rows, "predictions": predictions, "share": SHARE, "window": WINDOW, "ks": ks}
+    return {"work": work, "uri": uri, "folder": folder, "exp": exp, "versions": versions, "cache": {}}
+
+
+Changes = dict[int, list[tuple[str, str]]]
+
+
+def drive_with(served: dict[str, Any], changes: Changes | None = None) -> dict[str, Any]:
+    """Drive the service made of the solution parts, with ``changes`` (TODO -> [(old, new)] text
+    of its part), as the grader's client does; the service's evidence."""
+    key = json.dumps(changes or {}, sort_keys=True)
+    if key in served["cache"]:
+        return served["cache"][key]
+    from fastapi.testclient import TestClient
+
+    folder = served["work"] / f"service-{len(served['cache'])}"
+    shutil.copytree(served["folder"], folder)
+    for todo, edits in (changes or {}).items():
+        name, body = part_source(todo)
+        for old, new in edits:
+            assert old in body, (todo, old)
+            body = body.replace(old, new)
+        (folder / name).write_text(body, encoding="utf-8")
+    db = labkit.sqlite_path(served["uri"])
+    for alias, version in served["exp"]["aliases"].items():
+        lab08_serve.set_alias(db, PARAMS["MODEL_NAME"], alias, version)
+    champion = served["exp"]["aliases"][lab08.CHAMPION]
+
+    def rollback() -> str:
+        lab08_serve.set_alias(db, PARAMS["MODEL_NAME"], lab08.CHALLENGER, champion)
+        return champion
+
+    audit = folder / "audit.jsonl"
+    namespace = {"MODEL_NAME": PARAMS["MODEL_NAME"], "CANARY_SHARE": SHARE, "DRIFT_WINDOW": WINDOW}
+    app = lab08.in_kernel_app(folder, namespace, audit)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        found = lab08.drive(http, served["exp"]["rows"], audit,
+                            {"hide_model": lambda: lab08_serve.hidden_artifacts(db), "rollback": rollback})
+    served["cache"][key] = found
+    return found
+
+
+def verdicts(found: dict[str, Any], exp: dict[str, Any]) -> dict[str, CheckResult]:
+    return {check: lab08.judge_safely(lab08.CHECKS[check][1], {"service": found}, exp) for check in SERVICE_CHECKS}
+
+
+def failing(results: dict[str, CheckResult]) -> set[str]:
+    return {k for k, r in results.items() if not r.passed}
+
+
+def recorded() -> dict[str, Any]:
+    """The evidence of every drive below, recorded by ``python -m tests.test_lab08`` (the slow
+    test drives them live and checks the same verdicts)."""
+    return json.loads(gzip.decompress(RECORDED.read_bytes()))
+
+
+def check_solution(found: dict[str, Any], exp: dict[str, Any]) -> None:
+    results = verdicts(found, exp)
+    assert failing(results) == set(), {k: r.message for k, r in results.items()}
+    assert "rollback under traffic" in results["check_todo5_canary"].message
+
+
+def test_the_solution_parts_pass_every_service_check() -> None:
+    record = recorded()
+    check_solution(record["drives"]["solution"], record["exp"])
+
+
+MISTAKES: dict[str, tuple[Changes, str, str]] = {
+    "model loaded per request": (
+        {1: [('return float(loaded["model"].predict(', 'model = mlflow.pyfunc.load_model(f"models:/lab08-response-time/'
+              '{loaded[\'version\']}")\n    return float(model.predict(')]},
+        "check_todo1_model", "loads the model for each request"),
+    "a health that hard-codes the version": (
+        {1: [('models[alias] = {"version": version,', 'models[alias] = {"version": "1",')]},
+        "check_todo1_model", "never write a version number"),
+    "no validation": (
+        {2: [("    if not isinstance(payload, dict):", "    return payload\n    if not isinstance(payload, dict):")]},
+        "check_todo2_validate", "not 422"),
+    "metrics never incremented": (
+        {3: [('    metrics["requests"].labels(status=str(status)).inc()\n', "")]},
+        "check_todo3_metrics", "count every request"),
+    "an audit line without a real hash": (
+        {4: [('hashlib.sha256(json.dumps(features, sort_keys=True).encode()).hexdigest()', '"0" * 64')]},
+        "check_todo4_audit", "sha256"),
+    "an audit line with the input instead of the output": (
+        {4: [('"prediction": prediction,', '"prediction": features,')]},
+        "check_todo4_audit", "no audit line records"),
+    "the canary share ignored": (
+        {5: [("rng.random() < share", "rng.random() < 0.05")]},
+        "check_todo5_canary", "the challenger"),
+    "a reload that keeps the old models": (
+        {1: [("    client = mlflow.MlflowClient()\n",
+              "    global CACHE\n    if 'CACHE' in globals():\n        return CACHE\n    client = mlflow.MlflowClient()\n"),
+             ("    return models\n", "    CACHE = models\n    return models\n")]},
+        "check_todo5_canary", "after the rollback"),
+    "a constant drift gauge": (
+        {6: [(".set(ks_2samp(self.reference[column], recent[column]).statistic)", ".set(0.5)")]},
+        "check_todo6_drift", "did not change"),
+    "a drift gauge over every request, not the last ones": (
+        {6: [("deque(maxlen=size)", "deque()")]},
+        "check_todo6_drift", "KS statistic of the last"),
+}
+
+
+def check_mistake(mistake: str, found: dict[str, Any], exp: dict[str, Any]) -> None:
+    _, check, words = MISTAKES[mistake]
+    results = verdicts(found, exp)
+    assert failing(results) == {check}, {k: r.message for k, r in results.items()}
+    assert words in results[check].message, results[check].message
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.replace(" ", "-"))
+def test_each_typical_mistake_costs_its_own_task_only(mistake: str) -> None:
+    record = recorded()
+    check_mistake(mistake, record["drives"][mistake], record["exp"])
+
+
+@pytest.mark.slow
+def test_live_drives_give_the_recorded_verdicts(served: dict[str, Any]) -> None:
+    """The real app, with each mistake, driven now: the verdicts the fast tests check on the
+    recording hold live too (and the recording is not stale)."""
+    check_solution(drive_with(served), served["exp"])
+    for mistake, (changes, _, _) in MISTAKES.items():
+        check_mistake(mistake, drive_with(served, changes), served["exp"])
+
+
+def record_all() -> None:
+    """Drive the solution and every mistake, and write what they answered to ``RECORDED``."""
+    import tempfile
+
+    live = make_served(Path(tempfile.mkdtemp(prefix="lab08-record-")))
+    drives = {"solution": drive_with(live)}
+    drives.update({mistake: drive_with(live, changes) for mistake, (changes, _, _) in MISTAKES.items()})
+    text = json.dumps({"exp": live["exp"], "drives": drives}, sort_keys=True) + "\n"
+    RECORDED.write_bytes(gzip.compress(text.encode(), mtime=0))
+
+
+def test_a_service_that_does_not_start_fails_each_service_check_with_its_own_message() -> None:
+    found = {"started": False, "error": "NotImplementedError"}
+    results = verdicts(found, {})
+    assert failing(results) == set(SERVICE_CHECKS)
+    assert len({r.message for r in results.values()}) == len(SERVICE_CHECKS)
+
+
+# --- The load test (TODO 7), judged on its records -------------------------------------------
+
+ROLES = {"registry": {"roles": {"1": lab08.CHAMPION_RUN, "2": lab08.CHALLENGER_RUN}}}
+
+
+def load_evidence(share: float = 0.2, n: int = 200, failures: int = 0, stale_after: bool = False) -> dict[str, Any]:
+    requests = [{"latency_ms": 10.0 + (i * 7919 % 97), "status": 200,
+                 "version": "2" if i % round(1 / share) == 0 else "1"} for i in range(n)]
+    rollback = [{"status": 200, "version": "2" if i % 3 == 0 else "1", "after_reload": False} for i in range(9)]
+    rollback += [{"status": 200, "version": "2" if stale_after else "1", "after_reload": True} for _ in range(9)]
+    for r in rollback[:failures]:
+        r["status"] = 500
+    latencies = [r["latency_ms"] for r in requests]
+    metrics = {"p50_ms": lab08.percentile(latencies, 50), "p95_ms": lab08.percentile(latencies, 95),
+               "error_rate": 0.0, "challenger_share": sum(r["version"] == "2" for r in requests) / n,
+               "rollback_failures": float(failures)}
+    return {**ROLES, "load": {"file": True, "missing": [], "requests": requests, "rollback": rollback,
+                              "metrics": metrics}}
+
+
+LOAD_EXP = lab08.expected_from_params(PARAMS)
+
+
+def test_a_load_test_whose_metrics_follow_its_records_passes() -> None:
+    result = lab08.judge_load(load_evidence(), LOAD_EXP)
+    assert result.passed, result.message
+
+
+def test_a_made_up_p95_an_ignored_share_or_a_failed_rollback_fail_task_7() -> None:
+    ev = load_evidence()
+    ev["load"]["metrics"]["p95_ms"] = 50.0
+    assert "p95_ms" in lab08.judge_load(ev, LOAD_EXP).message
+    wrong_share = lab08.judge_load(load_evidence(share=0.5), LOAD_EXP)
+    assert not wrong_share.passed and "binomial" in wrong_share.message
+    failed = lab08.judge_load(load_evidence(failures=2), LOAD_EXP)
+    assert not failed.passed and "2 failed requests" in failed.message
+    stale = lab08.judge_load(load_evidence(stale_after=True), LOAD_EXP)
+    assert not stale.passed and "other than the champion" in stale.message
+    short = load_evidence(n=150)
+    assert "150 requests" in lab08.judge_load(short, LOAD_EXP).message
+
+
+# --- The Dockerfile (TODO 8), linted by the real hadolint ------------------------------------
+
+GOOD_DOCKERFILE = solution_code(MASTER["todo8"]).partition("\n")[2]
+
+
+def docker_verdict(tmp_path: Path, text: str) -> CheckResult:
+    path = tmp_path / "Dockerfile"
+    path.write_text(text, encoding="utf-8")
+    return lab08.judge_docker({"docker": {"text": text, "hadolint": lab08.lint(path)}}, {})
+
+
+def test_the_solution_dockerfile_passes_hadolint_and_the_reading(tmp_path: Path) -> None:
+    result = docker_verdict(tmp_path, GOOD_DOCKERFILE)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("FROM python:3.11-slim", "FROM python:latest", "DL3007"),
+    ("--no-cache-dir ", "", "DL3042"),
+    ("USER 10001\n", "", "root"),
+    ('CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0", "--port", "8000"]',
+     "CMD python -m uvicorn --factory service:from_env --host 0.0.0.0", "DL3025"),
+    ('"--host", "0.0.0.0", ', "", "0.0.0.0"),
+    ("EXPOSE 8000\n", "", "EXPOSE"),
+])
+def test_a_dockerfile_mistake_fails_task_8(tmp_path: Path, old: str, new: str, words: str) -> None:
+    assert old in GOOD_DOCKERFILE
+    result = docker_verdict(tmp_path, GOOD_DOCKERFILE.replace(old, new))
+    assert not result.passed and words in result.message, result.message
+
+
+def test_a_dockerfile_that_is_not_one_is_refused_by_hadolint(tmp_path: Path) -> None:
+    result = docker_verdict(tmp_path, "# YOUR CODE HERE\nraise NotImplementedError()\n")
+    assert not result.passed and "DL1000" in result.message
+
+
+# --- Settings and inputs ---------------------------------------------------------------------
+
+
+def test_the_grader_settings_are_far_from_the_notebook_and_change_with_the_seed() -> None:
+    settings = {references.grader_settings(seed) for seed in range(1000, 1050)}
+    assert len(settings) > 20
+    for share, window in settings:
+        assert 0.3 <= share < 0.5 and share - PARAMS["CANARY_SHARE"] >= 0.1 - 1e-9
+        assert 30 <= window < 60 and window != PARAMS["DRIFT_WINDOW"]
+
+
+def test_the_drive_rows_follow_the_hidden_data() -> None:
+    ours = lab08.drive_rows(labkit.MAIN_DATASET, 42, 0.25, 10, 5)
+    other = hidden.hidden_inputs(12345)
+    theirs = lab08.drive_rows(other.dataset, 42, 0.25, 10, 5)
+    assert ours["traffic"] != theirs["traffic"] and ours["drift_b"] != theirs["drift_b"]
+    assert all(isinstance(r["concurrent_users"], int) and isinstance(r["cpu_usage"], float) for r in ours["traffic"])
+
+
+def test_the_metrics_page_is_read_as_text_and_garbage_is_refused() -> None:
+    text = '# TYPE predict_requests counter\npredict_requests_total{status="200"} 3.0\n'
+    assert lab08.metric_samples(text) == {'predict_requests_total{status="200"}': 3.0}
+    assert lab08.metric_samples("not { a metrics page") is None
+
+
+# --- Sandboxed gradings ----------------------------------------------------------------------
+
+
+def result_message(result: Any, check: str) -> str:
+    return next(c.message for c in result.checks if c.id == check)
+
+
+@grading
+def test_solution_earns_full_marks_on_fresh_hidden_inputs(grade) -> None:
+    result = grade(make_submission(done=set(MAX_TODOS), lab=LAB08))
+    assert points(result) == MAX, [c.message for c in result.checks]
+    assert result.errors == []
+
+
+@grading
+def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) -> None:
+    result = grade(make_submission(done=set(), lab=LAB08), inputs=hidden.hidden_inputs(12345))
+    assert (result.score, result.max_score) == (0, sum(MAX.values()))
+    assert len({c.message for c in result.checks}) == len(MAX), [c.message for c in result.checks]
+    assert "load_models" in result_message(result, "check_todo1_model") or "NotImplementedError" in \
+        result_message(result, "check_todo1_model")
+
+
+@grading
+def test_the_partial_submission_keeps_exactly_its_tasks(grade) -> None:
+    done = partial_todos(LAB08)
+    result = grade(make_submission(done=done, lab=LAB08))  # the nbgrader test grades it too
+    earned = {k for k, v in points(result).items() if v}
+    assert earned == {k for k, (todo, _) in lab08.CHECKS.items() if todo in done}, \
+        [c.message for c in result.checks]
+
+
+if __name__ == "__main__":
+    record_all()
