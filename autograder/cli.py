@@ -333,6 +333,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from autograder import classroom
 
     try:
+        if not (args.out / "results").is_dir():
+            raise FileNotFoundError(f"{args.out}: no graded class here (run `class` first)")
         options = _options(args)
         if options.policy is None:
             options.policy = classroom.kept_policy(args.out)

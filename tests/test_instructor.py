@@ -349,6 +349,7 @@ def test_the_cli_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
         (("release", "--roster", str(tmp_path / "policy.csv")), "need both --roster and --variants"),
         (("variants", "--init", str(tmp_path / "policy.csv")), "already there"),
         (("similarity", str(tmp_path / "nope"), "--out", str(tmp_path / "o")), "not a folder or a zip"),
+        (("export", str(tmp_path / "sub"), "--out", str(tmp_path / "never-graded")), "no graded class here"),
     ]:
         proc = _cli(*args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
