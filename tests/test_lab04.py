@@ -129,7 +129,7 @@ def test_untouched_student_notebook_earns_zero_with_a_message_per_todo(grade) ->
     assert [c.passed for c in result.checks] == [False] * 6
     assert "mlflow.register_model" in message(result, "check_todo1_register")
     assert "register the two models first" in message(result, "check_todo2_aliases")
-    assert "load the challenger by alias" in message(result, "check_todo3_load").lower()
+    assert "set the aliases first (TODO 2)" in message(result, "check_todo3_load")
     assert "TODO 1" in message(result, "check_todo4_promote")
     assert "TODO 1" in message(result, "check_todo5_rollback")
     assert "serve the champion" in message(result, "check_todo6_serve").lower()
@@ -155,14 +155,17 @@ ROLLBACK_BY_REGISTERING = (
 
 
 @grading
-def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_only_tasks_2_and_5(grade) -> None:
+def test_a_deprecated_stage_and_a_rollback_that_moves_no_alias_lose_tasks_2_3_and_5(grade) -> None:
+    """The stage takes the place of the alias challenger, which TODO 3 loads (the chosen model,
+    scored on the test split): that task builds on TODO 2's alias, and says so."""
     nb = make_submission(done=ALL, replace={"todo2": STAGE_INSTEAD_OF_CHALLENGER, "todo5": ROLLBACK_TAG_ONLY},
                          lab=LAB04)
     result = grade(nb)
-    lost = {"check_todo2_aliases": 0, "check_todo5_rollback": 0}
+    lost = {"check_todo2_aliases": 0, "check_todo3_load": 0, "check_todo5_rollback": 0}
     assert points(result) == {**MAX, **lost}, [c.message for c in result.checks]
     text = message(result, "check_todo2_aliases")
     assert "deprecated stage 'Staging'" in text and "set_registered_model_alias" in text
+    assert "set the aliases first (TODO 2)" in message(result, "check_todo3_load")
     assert "champion still points to the promoted version 2" in message(result, "check_todo5_rollback")
 
 

@@ -556,12 +556,12 @@ def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     """The run EVAL_RUN holds the challenger's RMSE on the test split: the chosen model's, the
     one number the test split gives (the in-service model's would be a second look at it)."""
     run_name, run = exp["eval_run"], ev.get("eval_run")
+    reg = _Registry(ev["registry"]) if ev["registry"]["exists"] else None
+    if reg is None or CHALLENGER not in reg.aliases:  # the cause first: there is nothing to load
+        return CheckResult(False, _msg("no_challenger", name=ev["registry"]["name"]))
     if run is None or TEST_METRIC not in run["metrics"]:
         found = names(run["metrics"]) if run else "no such run"
         return CheckResult(False, _msg("no_eval_run", run=run_name, found=found, metric=TEST_METRIC))
-    reg = _Registry(ev["registry"]) if ev["registry"]["exists"] else None
-    if reg is None or CHALLENGER not in reg.aliases:
-        return CheckResult(False, _msg("no_challenger", name=ev["registry"]["name"]))
     version = reg.aliases[CHALLENGER]  # promotion and rollback leave it in place
     role, logged = reg.role(version), float(run["metrics"][TEST_METRIC])
     reference = exp.get("rmse")
