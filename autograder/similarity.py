@@ -39,6 +39,7 @@ COMMON_FROM = 5
 MAX_NOTEBOOK = 20 * 1024**2  # bytes read of one notebook
 MAX_CELL = 50_000  # characters of one cell
 MAX_SHOWN = 4_000  # characters of one cell shown in the report
+MAX_DETAILED = 30  # pairs shown side by side; the others are listed one line each
 
 # Every sentence of the report, in one place (for translation).
 TEXT = {
@@ -50,6 +51,7 @@ TEXT = {
              "are normalised. A flag is a reason to look, not a verdict.",
     "pair": "{lab}: {a} and {b}: {share:.0%} of the smaller submission's own code is shared ({shared} fragments)",
     "cell": "{todo} ({share:.0%} shared)",
+    "more": "{n} more pair(s), less similar than those above:",
 }
 _MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 
@@ -259,7 +261,7 @@ def report_html(pairs: list[Pair]) -> str:
     if not pairs:
         return parts[0] + f"<p>{TEXT['none']}</p>"
     parts.append(f"<p>{TEXT['intro'].format(n=len(pairs))}</p>")
-    for p in pairs:
+    for p in pairs[:MAX_DETAILED]:
         parts.append("<h3>" + html.escape(TEXT["pair"].format(lab=p.lab, a=p.a, b=p.b, share=p.share,
                                                               shared=p.shared)) + "</h3>")
         rows = [f"<tr><th>{html.escape(p.a)}</th><th>{html.escape(p.b)}</th></tr>"]
@@ -268,6 +270,11 @@ def report_html(pairs: list[Pair]) -> str:
             rows.append(f"<tr><td><pre>{html.escape(code_a[:MAX_SHOWN])}</pre></td>"
                         f"<td><pre>{html.escape(code_b[:MAX_SHOWN])}</pre></td></tr>")
         parts.append("<table class='pair'>" + "".join(rows) + "</table>")
+    if len(pairs) > MAX_DETAILED:
+        rest = pairs[MAX_DETAILED:]
+        items = "".join("<li>" + html.escape(TEXT["pair"].format(lab=p.lab, a=p.a, b=p.b, share=p.share,
+                                                                  shared=p.shared)) + "</li>" for p in rest)
+        parts.append(f"<p>{TEXT['more'].format(n=len(rest))}</p><ul>{items}</ul>")
     return "".join(parts)
 
 

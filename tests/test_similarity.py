@@ -185,3 +185,11 @@ def test_a_copy_padded_with_code_of_its_own_is_still_found(tmp_path: Path) -> No
            for s, _, p in subs}
     jaccard = pair.shared / (own["alice"] + own["bob"] - pair.shared)
     assert jaccard < similarity.THRESHOLD  # the padding would have hidden it from a symmetric score
+
+
+def test_a_class_of_many_copies_keeps_the_report_readable(tmp_path: Path) -> None:
+    pairs = [similarity.Pair("01_tracking", f"s{i}", f"t{i}", 0.9, 40, [("todo1", "a", "b", 0.9)])
+             for i in range(similarity.MAX_DETAILED + 5)]
+    page = similarity.report_html(pairs)
+    assert page.count("<table class='pair'>") == similarity.MAX_DETAILED
+    assert "5 more pair(s)" in page and "s34 and t34" in page
