@@ -90,6 +90,9 @@ UI_DEFAULTS: dict[str, Any] = {
     "mlflow.assistant.panelOpen_v1": False,
     # A modal that advertises the new models UI over the registry page (Labs 04, 06, 07).
     "_mlflow_model_registry_promo_modal_dismissed_v1": True,
+    # The home page's "Getting Started" cards advertise GenAI demos; folded, the list of
+    # experiments that Lab 01 points to is at the top.
+    "mlflow.home.getting-started.collapsed_v1": True,
     # The "Detect Issues" pop-up over the GenAI views, should a student switch to them.
     "mlflow.detectIssues.guidanceShown_v1": True,
     "mlflow.flagForReview.guidanceShown_v1": True,
