@@ -184,7 +184,7 @@ MISTAKES: dict[str, tuple[Changes, str, str]] = {
         {4: [('hashlib.sha256(json.dumps(features, sort_keys=True).encode()).hexdigest()', '"0" * 64')]},
         "check_todo4_audit", "sha256"),
     "an audit line with the input instead of the output": (
-        {4: [('"prediction": prediction,', '"prediction": features,')]},
+        {4: [('"prediction": prediction}', '"prediction": features}')]},
         "check_todo4_audit", "no audit line records"),
     "the canary share ignored": (
         {5: [("rng.random() < share", "rng.random() < 0.05")]},
