@@ -219,8 +219,15 @@ def serve_ui(uri: str, port: int) -> None:
     labkit.quiet_stack_warnings()
     import uvicorn
 
-    uvicorn.run(ui_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=3)
+    app = ui_app()
+    # uvicorn stops gracefully on Ctrl+C or SIGTERM, then raises the signal again for the handler
+    # it found: with the default one, a KeyboardInterrupt traceback.
+    for sig in _stop_signals():
+        signal.signal(sig, signal.SIG_IGN)
+    # No lifespan: MLflow's only reaps the Assistant's Docker sandboxes (a call to `docker` at
+    # every start where a client is installed), and its cancellation printed a traceback on Ctrl+C.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="off", timeout_graceful_shutdown=3)
 
 
 def ui_command(uri: str, port: int) -> list[str]:

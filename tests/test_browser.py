@@ -219,10 +219,18 @@ def test_a_student_follows_lab01_in_jupyterlab_and_the_mlflow_ui(lab: Lab) -> No
             expect(ui.get_by_text("rf-baseline").first).to_be_visible(timeout=CELL_TIMEOUT)
             assert "workflowType=machine_learning" in ui.url, ui.url
             assert_nothing_undescribed(ui)
+            screens = [ui.inner_text("body")]
             ui.get_by_text("rf-baseline").first.click()
             expect(ui.get_by_role("tab", name="Overview")).to_be_visible(timeout=CELL_TIMEOUT)
             for logged in ("n_estimators", "max_depth", "rmse", "r2"):
                 expect(ui.get_by_text(logged, exact=True).first).to_be_visible()
+            screens.append(ui.inner_text("body"))
+            # The words the lab uses for this path are the ones on the screens ("*Runs*", "*Overview*").
+            note = cells[ids.index("ui3")].source
+            words = re.findall(r"(?<!\*)\*([^*`]+)\*(?!\*)", note)
+            assert words, note
+            for word in words:
+                assert any(word in screen for screen in screens), f"Lab 01 says *{word}*; the UI does not show it"
             assert ui.url.split("#")[1].startswith(link.group(0).split("#")[1]), (ui.url, link.group(0))
             for tab in ("Model metrics", "Artifacts"):
                 expect(ui.get_by_role("tab", name=tab)).to_be_visible()
