@@ -1,6 +1,7 @@
 """The grader on Lab 05 (CI/CD for ML): full marks, zero, partial credit, the typical mistakes
-(each costing exactly the points of its task), and hostile submissions; plus the workflow's
-dry run and its judgment, without a notebook.
+(each costing exactly the points of its task), and hostile submissions; plus, without a
+notebook, the workflow run by the course's runner with probes and its judgment, and the
+isolation of the sandboxed processes that run the student's programs (batches, workflow).
 
 A grading executes the notebook (its CI steps are real processes) and then runs the
 student's programs again in the sandbox on the grader's own cases: about a minute each.
@@ -115,7 +116,7 @@ def test_solution_earns_full_marks(grade) -> None:
     assert result.errors == []
     assert "one fault each" in message(result, "check_todo1_data")  # the grader ran the script itself
     assert "each catches its flaw" in message(result, "check_todo3_tests")
-    assert "each stopping the rest" in message(result, "check_todo5_workflow")
+    assert "each failure stopped what follows" in message(result, "check_todo5_workflow")
 
 
 @grading
@@ -304,6 +305,88 @@ def test_a_workflow_that_kills_the_runner_gets_no_answer_and_no_point(tmp_path: 
     exp = lab05.expected_from_params({k: "x" for k in lab05.PARAMS}) | {"workflow_vars": lab05.workflow_vars()}
     result = lab05.judge_workflow(ev, exp)
     assert not result.passed and "gave no answer" in result.message, result.message
+
+
+# A case that leaves a daemon behind, which writes into every output it can open and reads every
+# memory it can, for as long as the next case runs.
+_DAEMON = """import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for fd in (0, 1, 2):
+            os.close(fd)
+        end = time.time() + 20
+        while time.time() < end:
+            for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+                for what, mode in (("fd/1", "w"), ("mem", "rb")):
+                    try:
+                        with open(f"/proc/{pid}/{what}", mode) as f:
+                            f.write("FORGED\\n") if mode == "w" else f.read(1)
+                        with open("leak.txt", "a") as f:
+                            f.write(f"{pid}:{what}\\n")
+                    except OSError:
+                        pass
+            with open("alive.txt", "a") as f:
+                f.write("alive\\n")
+            time.sleep(0.05)
+        os._exit(0)
+    os._exit(0)
+print("left a daemon")
+"""
+_PROBE_PARENT = """import os
+found = []
+for what, mode in (("fd/1", "w"), ("mem", "rb"), ("environ", "rb")):
+    try:
+        open(f"/proc/{os.getppid()}/{what}", mode).close()
+        found.append(what + ":open")
+    except OSError:
+        found.append(what + ":denied")
+print(" ".join(found))
+"""
+
+
+def _batch_in_sandbox(tmp_path: Path, scripts: dict[str, str], cases: list[list[str]]) -> tuple[list[dict], str]:
+    from autograder.labspec import SandboxRunner
+
+    for name, source in scripts.items():
+        (tmp_path / name).write_text(source, encoding="utf-8")
+    (tmp_path / ".tmp").mkdir(exist_ok=True)
+    box = sandbox.Sandbox(tmp_path)
+    box.prepare()
+    nonce = "b" * 32
+    job = {"nonce": nonce, "cases": [{"args": args} for args in cases]}
+    done = SandboxRunner(tmp_path, "sqlite:///unused.db", box).start_kit("autograder.kit.lab05_run", ["batch"]).finish(
+        json.dumps(job).encode(), 300)
+    return references.batch_answer(done.stdout, nonce, len(cases), done.stderr), done.stdout
+
+
+@needs_bwrap
+def test_cases_of_a_batch_cannot_reach_each_others_results(tmp_path: Path) -> None:
+    """Cases share one sandboxed process that imported MLflow once, so that Lab 05's ~20 programs
+    cost 4 sandboxes, not 20: a daemon left by one case is killed before the next starts (it
+    would otherwise write into the next case's output); no case can open the batch process's
+    output or memory; each exit code is the case's own."""
+    slow = ("import os, time\n"
+            "def alive():\n    return open('alive.txt').read().count('alive') if os.path.exists('alive.txt') else 0\n"
+            "before = alive()\ntime.sleep(2)\nprint('daemon wrote', alive() - before)\n")
+    results, stdout = _batch_in_sandbox(tmp_path, {"daemon.py": _DAEMON, "slow.py": slow, "parent.py": _PROBE_PARENT,
+                                                   "exit3.py": "raise SystemExit(3)\n"},
+                                        [["daemon.py"], ["slow.py"], ["parent.py"], ["exit3.py"]])
+    assert [r["code"] for r in results] == [0, 0, 0, 3], results
+    assert results[1]["output"] == "daemon wrote 0\n", results[1]  # it was gone
+    assert results[2]["output"].split() == ["fd/1:denied", "mem:denied", "environ:denied"], results[2]
+    assert "FORGED" not in stdout and not (tmp_path / "leak.txt").exists()
+
+
+@needs_bwrap
+def test_a_case_that_kills_the_batch_leaves_every_case_unfinished(tmp_path: Path) -> None:
+    kill = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+    results, _ = _batch_in_sandbox(tmp_path, {"ok.py": "print('fine')\n", "kill.py": kill},
+                                   [["ok.py"], ["kill.py"], ["ok.py"]])
+    assert [r["code"] for r in results] == [None, None, None]
+    rec = {"code": results[0]["code"], "output": results[0]["output"]}
+    problem = lab05._program_problem(rec, "validate_data.py", 1)
+    assert problem is not None and "did not finish" in problem.message
 
 
 def test_pytest_results_are_read_from_the_verbose_report() -> None:

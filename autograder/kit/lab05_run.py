@@ -5,6 +5,16 @@ bounds its time and output; it never runs a student's program in its own process
 
 * ``exec``: become ``python *args`` with the job's environment (the store copy, MODEL_URI),
   in the submission's folder: the exit code and output are the program's own.
+* ``batch``: run several cases of one program (``python *args`` with an environment each), one
+  after the other, in one sandboxed process that imported MLflow, scikit-learn and pandas once:
+  each case is a fork of it that runs the program with ``runpy``, so the imports are paid once
+  per batch, not once per case. Each case's result stays out of reach of the others: cases run
+  one at a time; before and after each, every other process in the sandbox (what a case left
+  running) is killed; a case writes only to its own pipe (all other descriptors closed); this
+  process and its forks are not dumpable, so no case can open another's descriptors or memory
+  through /proc; the exit code comes from ``waitpid``; killing this process leaves no answer.
+  The case list holds no case names (the grader keeps them), only the arguments each program
+  sees anyway.
 * ``workflow``: check the workflow file against GitHub's schema, then run it for real with the
   course's workflow runner (``autograder.kit.workflow``: bash steps, ``needs``, ``if:``,
   ``continue-on-error`` ...) in fresh workspaces where the pipeline's four programs are
@@ -166,14 +176,190 @@ def schema_check(workflow: Path) -> dict[str, Any]:
     return {"code": done.returncode, "output": (done.stdout + done.stderr)[-6000:]}
 
 
+CASE_TIMEOUT = 90.0  # seconds one case of a batch may take
+CASE_OUTPUT = 64_000  # bytes of a case's output kept (its end)
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors in the sandbox's PID namespace (never killed)."""
+    found, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            break
+        pid = int(fields[1])
+        found.add(pid)
+    return found
+
+
+def _kill_others(keep: set[int]) -> None:
+    """SIGKILL every process of the sandbox but ``keep``, until none is left (a process that
+    forks while we kill is found on the next pass)."""
+    import signal
+
+    for _ in range(50):
+        others = [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) not in keep]
+        alive = []
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                alive.append(pid)
+        for pid in alive:  # reap our own children; others are pid 1's
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+        if not alive:
+            return
+
+
+def _run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Fork, run ``python *args`` in the child with runpy, and return its exit code and output."""
+    import selectors
+    import signal
+    import time
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the case: its own session, its own output, nothing else open
+        code = 1
+        try:
+            os.setsid()
+            os.dup2(write_fd, 1)
+            os.dup2(write_fd, 2)
+            os.closerange(3, 1 << 16)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            code = _exec_in_process(case)
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + CASE_TIMEOUT
+    status: int | None = None
+    with selectors.DefaultSelector() as sel:
+        sel.register(read_fd, selectors.EVENT_READ)
+        while True:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            if status is None:
+                done, wait_status = os.waitpid(pid, os.WNOHANG)
+                status = wait_status if done else None
+            # Once the case has ended, take what is already written and stop: a process it left
+            # holding the pipe does not hold the batch up (it is killed next).
+            ready = sel.select(timeout=0 if status is not None else 0.2)
+            if not ready:
+                if status is not None:
+                    break
+                continue
+            data = os.read(read_fd, 65536)
+            if not data:
+                if status is None:
+                    _, status = os.waitpid(pid, 0)
+                break
+            chunks.append(data)
+            size += len(data)
+            while size > 2 * CASE_OUTPUT and len(chunks) > 1:
+                size -= len(chunks.pop(0))
+    os.close(read_fd)
+    code = None if status is None else os.waitstatus_to_exitcode(status)
+    return {"code": code, "output": b"".join(chunks)[-CASE_OUTPUT:].decode("utf-8", "replace")}
+
+
+def _exec_in_process(case: dict[str, Any]) -> int:
+    """What ``python *args`` would do, in this (forked) process: a script or ``-m module``."""
+    import runpy
+    import traceback
+    import warnings
+
+    args = [str(a) for a in case["args"]]
+    os.environ.update({"PYTHONWARNINGS": "ignore", "NO_COLOR": "1", **case.get("env", {})})
+    warnings.simplefilter("ignore")
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)  # noqa: SIM115
+    try:
+        if args[0] == "-m":
+            sys.argv = [args[1], *args[2:]]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = args
+            sys.path.insert(0, str(Path(args[0]).resolve().parent))
+            runpy.run_path(args[0], run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 (a program's uncaught error: its traceback, exit code 1)
+        traceback.print_exc()
+        code = 1
+    with contextlib.suppress(Exception):
+        import atexit
+
+        atexit._run_exitfuncs()  # os._exit() follows: run what the program registered, as exit would
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code if 0 <= code < 256 else 1
+
+
+def in_own_sandbox() -> bool:
+    """Whether this process is in the grader's sandbox, in a PID namespace of its own (whose
+    pid 1 is bubblewrap's): only there may it kill every process it sees."""
+    try:
+        init = Path("/proc/1/comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return os.environ.get("AUTOGRADER_SANDBOX") == "1" and init == "bwrap" and sys.platform.startswith("linux")
+
+
+def batch(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every case's exit code and output, one case at a time, each alone in the sandbox
+    (outside one, as with ``--no-sandbox`` for trusted notebooks, nothing else is killed)."""
+    alone = in_own_sandbox()
+    keep = _ancestors()
+    results = []
+    for case in cases:
+        if alone:
+            _kill_others(keep)
+        results.append(_run_case(case))
+        if alone:
+            _kill_others(keep)
+    return results
+
+
+def _preload() -> None:
+    """What the pipeline's programs import, imported once for all the cases of a batch."""
+    with contextlib.suppress(Exception):
+        import mlflow.pyfunc  # noqa: F401
+        import numpy  # noqa: F401
+        import pandas  # noqa: F401
+        import pytest  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+        from mlflow import MlflowClient  # noqa: F401
+
+
 def main() -> None:
     mode = sys.argv[1]
-    if mode == "workflow":
+    if mode in ("workflow", "batch"):
         _not_dumpable()
     job = json.load(sys.stdin)
     if mode == "exec":
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "NO_COLOR": "1", **job.get("env", {})}
         os.execve(sys.executable, [sys.executable, *job["args"]], env)
+    elif mode == "batch":
+        _preload()
+        answer = batch(job["cases"])
+        sys.stdout.write("\n" + job["nonce"] + json.dumps(answer) + "\n")
     elif mode == "workflow":
         path = Path(job["file"])
         answer: dict[str, Any] = {"schema": schema_check(path) if path.is_file() else None}

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from autograder import store
-from autograder.kit import lab05, labkit
+from autograder.kit import lab05, lab05_run, labkit
 from autograder.kit.checking import quiet
-from autograder.labspec import LabSpec, SandboxRunner
+from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
 
 M = lab05.MESSAGES
 PROMOTION_REASON = "autograder check"
@@ -216,6 +216,21 @@ def _give(runner: SandboxRunner, folder: Path) -> None:
             runner.sandbox.give(path)
 
 
+def batch_answer(stdout: str, nonce: str, count: int, output: str) -> list[dict[str, Any]]:
+    """Each case's ``{"code", "output"}`` from the batch's line that starts with the nonce; when
+    there is none (the batch was stopped, or a case ended it), every case "did not finish"."""
+    lines = [line[len(nonce):] for line in stdout.splitlines() if line.startswith(nonce)]
+    try:
+        answer = json.loads(lines[-1])
+        if isinstance(answer, list) and len(answer) == count and all(
+                isinstance(r, dict) and isinstance(r.get("output"), str)
+                and (r.get("code") is None or isinstance(r.get("code"), int)) for r in answer):
+            return [{"code": r["code"], "output": r["output"]} for r in answer]
+    except (IndexError, json.JSONDecodeError):
+        pass
+    return [{"code": None, "output": output} for _ in range(count)]
+
+
 def workflow_answer(stdout: str, nonce: str, output: str) -> dict[str, Any]:
     """The schema check and the probe run, from the one line of ``lab05_run workflow`` that
     starts with the nonce (which the workflow's steps never see); else "no answer"."""
@@ -282,21 +297,40 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
                                                          "version": wf["version"], "batch": wf["batch"],
                                                          "tracking_uri": wf["tracking_uri"]}))
         _give(runner, folder)
+        # One sandboxed process per program: a batch of its cases, each alone in turn (see
+        # lab05_run), plus the workflow's; two at a time.
+        checks = list(dict.fromkeys(check for check, _, mode, _ in jobs if mode == "exec"))
+        calls = [("batch", {"nonce": nonce, "cases": [job for c, _, mode, job in jobs if c == check and mode == "exec"]})
+                 for check in checks]
+        calls += [(mode, job) for _, _, mode, job in jobs if mode == "workflow"]
 
-        def one(job: tuple[str, str, str, dict[str, Any]]) -> Any:
-            return runner.run_kit("autograder.kit.lab05_run", [job[2]], json.dumps(job[3]).encode())
+        def one(call: tuple[str, dict[str, Any]]) -> Any:
+            mode, job = call
+            timeout = RUN_TIMEOUT + lab05_run.CASE_TIMEOUT * len(job.get("cases", []))
+            return runner.start_kit("autograder.kit.lab05_run", [mode]).finish(json.dumps(job).encode(), timeout)
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            done = list(pool.map(one, jobs))
+            outcomes = list(pool.map(one, calls))
+        results: list[dict[str, Any]] = []  # the exec jobs' results, check by check
+        workflow_outcome = None
+        for (mode, job), outcome in zip(calls, outcomes, strict=True):
+            both = (outcome.stdout + "\n" + outcome.stderr)[-lab05.OUTPUT_CHARS:]
+            if mode == "batch":
+                results += batch_answer(outcome.stdout, nonce, len(job["cases"]), both)
+            else:
+                workflow_outcome = workflow_answer(outcome.stdout, nonce, both)
         found: dict[str, dict[str, Any]] = {"data": {}, "gate": {}, "tests": {}, "promote": {}, "workflow": {}}
-        for (check, case, mode, _job), outcome in zip(jobs, done, strict=True):
-            output = (outcome.stdout + "\n" + outcome.stderr)[-lab05.OUTPUT_CHARS:]
+        exec_jobs = [(check, case) for check in checks for c, case, mode, _ in jobs if c == check and mode == "exec"]
+        result_of = dict(zip(exec_jobs, results, strict=True))
+        for check, case, mode, _job in jobs:
             if mode == "workflow":
-                found[check] = workflow_answer(outcome.stdout, nonce, output)
+                found[check] = workflow_outcome or {}
                 continue
-            rec: dict[str, Any] = {"code": outcome.returncode, "output": output}
+            result = result_of[(check, case)]
+            output = result["output"][-lab05.OUTPUT_CHARS:]
+            rec: dict[str, Any] = {"code": result["code"], "output": output}
             if check == "tests":
-                rec["results"] = lab05.pytest_results(outcome.stdout)
+                rec["results"] = lab05.pytest_results(result["output"])
             if (check, case) in after:
                 db, v, before_champion, before_tags = after[(check, case)]
                 rec["tags_after"], rec["champion_after"] = _registry_state(db, private, name, v)
