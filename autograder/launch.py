@@ -114,6 +114,9 @@ NBGRADER_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.course_list",
 )
 NBGRADER_LAB_EXTENSION = "@jupyter/nbgrader"
+#: JupyterLab's news: a toast asks "Would you like to get notified about official Jupyter news?"
+#: on the first visit, over the lab, and the answer would fetch from the internet.
+ANNOUNCEMENTS_PLUGIN = "@jupyterlab/apputils-extension:announcements"
 
 START_TIMEOUT = 120.0  # seconds before giving up on a server that does not answer
 SLOW_NOTICE = 20.0  # seconds before saying that the start is slow
@@ -307,14 +310,15 @@ def __getattr__(name: str) -> Any:
 
 
 def student_config_dir(instructor: bool) -> Path:
-    """A Jupyter config folder for this start: nbgrader's lab extension off for students.
+    """A Jupyter config folder for this start: JupyterLab's news off, and nbgrader's lab
+    extension off for students.
 
     JupyterLab reads disabled extensions from ``labconfig/page_config.json`` in every config
     folder; one of our own, on ``JUPYTER_CONFIG_PATH``, changes nothing in the student's own
     Jupyter settings.
     """
     folder = Path(tempfile.mkdtemp(prefix="mlops-lab-jupyter-"))
-    disabled = {} if instructor else {NBGRADER_LAB_EXTENSION: True}
+    disabled = {ANNOUNCEMENTS_PLUGIN: True} | ({} if instructor else {NBGRADER_LAB_EXTENSION: True})
     (folder / "labconfig").mkdir()
     (folder / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
     return folder

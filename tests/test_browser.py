@@ -197,6 +197,8 @@ def test_a_student_follows_lab01_in_jupyterlab_and_the_mlflow_ui(lab: Lab) -> No
             for check in ("check_todo1_experiment", "check_todo2_params", "check_todo3_metrics"):
                 output = outputs.nth(ids.index(check)).locator(".jp-OutputArea")
                 expect(output).to_contain_text("✔", timeout=CELL_TIMEOUT)
+            # No toast over the lab (JupyterLab's "get notified about official Jupyter news?").
+            assert page.locator(".Toastify__toast:visible").count() == 0, page.locator(".Toastify__toast").all_inner_texts()
             # Creating the experiment (TODO 1) is no error: nothing red under any cell.
             red = notebook.locator("[data-mime-type='application/vnd.jupyter.stderr']")
             assert red.count() == 0, red.all_inner_texts()

@@ -123,7 +123,10 @@ def test_the_student_config_disables_nbgrader_lab_extension_by_its_installed_nam
     packages = Path(sys.prefix, "share", "jupyter", "labextensions").glob("**/package.json")
     names = {json.loads(p.read_text())["name"] for p in packages if "node_modules" not in p.parts}
     assert launch.NBGRADER_LAB_EXTENSION in names
-    for instructor, disabled in ((False, {launch.NBGRADER_LAB_EXTENSION: True}), (True, {})):
+    core = Path(sys.prefix, "share", "jupyter", "lab", "static").glob("*.js")
+    assert any(f'id:"{launch.ANNOUNCEMENTS_PLUGIN}"' in p.read_text(errors="replace") for p in core)
+    news = {launch.ANNOUNCEMENTS_PLUGIN: True}
+    for instructor, disabled in ((False, news | {launch.NBGRADER_LAB_EXTENSION: True}), (True, news)):
         folder = launch.student_config_dir(instructor)
         try:
             config = json.loads((folder / "labconfig" / "page_config.json").read_text())
