@@ -341,3 +341,22 @@ jobs:
 def test_expressions(expression: str, value: object) -> None:
     contexts = {"github": {"ref": "refs/heads/main"}, "env": {}, "vars": {"N": "10"}}
     assert evaluate(f"${{{{ {expression} }}}}", contexts) == value
+
+
+def test_dry_run_shows_the_plan_and_runs_nothing(tmp_path: Path) -> None:
+    result = quiet_run(tmp_path, """
+on: push
+jobs:
+  a:
+    steps:
+      - run: echo a >> log
+      - if: failure()
+        run: echo cleanup >> log
+  b:
+    needs: a
+    steps: [{run: echo b >> log}]
+""", dry_run=True)
+    assert steps_log(tmp_path) == []
+    assert [(s.run, s.status) for j in result.jobs for s in j.steps] == [
+        ("echo a >> log", "success"), (None, "skipped"), ("echo b >> log", "success")]
+

@@ -160,3 +160,24 @@ def supported(python: str) -> bool:
     match = re.fullmatch(r">=\s*([0-9.]+)", spec.strip())
     assert match, f"requires-python is {spec!r}: teach supported() to read it"
     return bool(python) and _version(python) >= _version(match[1])
+
+
+def test_the_local_runner_plans_the_courses_own_workflows():
+    """The course's workflow runner (``autograder.kit.workflow``, which Lab 05 teaches with) reads
+    the course's own workflows: on push, CI's Linux steps would run ``make setup`` then ``make
+    test`` and its Windows-only steps are skipped by their ``if:``; the weekly workflow runs on
+    ``schedule`` (the trigger Lab 09's scheduled retraining uses), its upload only on failure."""
+    from autograder.kit import workflow
+
+    ci = workflow.run(CI, ROOT, echo=None, dry_run=True)
+    steps = [(job.name, step) for job in ci.jobs for step in job.steps]
+    linux = [s.run for name, s in steps if "ubuntu" in name and s.status == "success" and s.run]
+    assert linux.index("make setup") < linux.index("make test"), linux
+    windows_only = [s for _, s in steps if "Windows" in s.name]
+    assert windows_only and {s.status for s in windows_only} == {"skipped"}
+    assert ci.ok and {j.id for j in ci.jobs} == {"test", "lint"}
+    weekly = workflow.run(NEWEST, ROOT, event="schedule", echo=None, dry_run=True)
+    upload = [s for j in weekly.jobs for s in j.steps if s.uses and "upload-artifact" in s.uses]
+    assert upload and upload[0].reason.startswith("if: failure()"), upload
+    with pytest.raises(workflow.WorkflowError, match="does not run on push"):
+        workflow.run(NEWEST, ROOT, echo=None, dry_run=True)

@@ -98,10 +98,14 @@ TEXT = {
     "no_step": "a step needs `run:` or `uses:`",
     "no_folder": "working-directory {folder} does not exist",
     "no_shell": "the shell {shell} is not installed here",
+    "dry_run": "not run (--dry-run)",
+    "step_dry": "  · {name}: would run `{command}`",
 }
 STATES = {"success": "passed", "failure": "failed", "skipped": "skipped"}
 DEFAULT_STEP_TIMEOUT = 600.0  # seconds, when no timeout-minutes says otherwise
 OUTPUT_KEPT = 64_000  # characters of a step's output kept in the report
+#: runner.os as GitHub names this machine's system.
+RUNNER_OS = {"win32": "Windows", "darwin": "macOS"}.get(sys.platform, "Linux")
 
 
 class WorkflowError(Exception):
@@ -521,11 +525,11 @@ class Runner:
                  vars: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
                  inputs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                  echo: Callable[[str], None] | None = print, step_timeout: float = DEFAULT_STEP_TIMEOUT,
-                 name: str | None = None, base_env: Mapping[str, str] | None = None) -> None:
+                 name: str | None = None, base_env: Mapping[str, str] | None = None, dry_run: bool = False) -> None:
         self.doc, self.workspace, self.event = doc, Path(workspace).resolve(), event
         self.name = str(doc.get("name") or name or "workflow")
         self.vars, self.secrets = dict(vars or {}), {k: v for k, v in (secrets or {}).items()}
-        self.echo, self.step_timeout = echo, step_timeout
+        self.echo, self.step_timeout, self.dry_run = echo, step_timeout, dry_run
         on = triggers(doc)
         if event not in on:
             raise WorkflowError(TEXT["not_triggered"].format(name=self.name, event=event,
@@ -576,7 +580,7 @@ class Runner:
 
     def contexts(self, env: Mapping[str, str], **more: Any) -> dict[str, Any]:
         return {"github": self.github, "env": dict(env), "vars": self.vars, "secrets": self.secrets,
-                "inputs": self.inputs, "runner": {"os": "Linux", "arch": "X64", "name": "local",
+                "inputs": self.inputs, "runner": {"os": RUNNER_OS, "arch": "X64", "name": "local",
                                                   "temp": tempfile.gettempdir()},
                 "steps": {}, "needs": {}, "job": {"status": "success"}, "matrix": {}, "strategy": {}, **more}
 
@@ -612,40 +616,45 @@ class Runner:
                           else TEXT["needs_failed"].format(needs=", ".join(needs)))
                 outcome = JobResult(job_id, name, "skipped", reason)
                 self._say(TEXT["job_skipped"].format(name=name, reason=reason))
+                result.jobs.append(outcome)
             else:
-                outcome = self._run_job(job_id, job, name, env, needs_ctx)
+                outcome, parts = self._run_job(job_id, job, name, env, needs_ctx)
+                result.jobs.extend(parts)  # one per combination of a matrix
             done[job_id] = outcome
-            result.jobs.append(outcome)
         states = ", ".join(TEXT["job_state"].format(job=j.name, state=STATES[j.status]) for j in result.jobs)
         self._say(TEXT["summary_ok" if result.ok else "summary_failed"].format(name=self.name, jobs=states))
         return result
 
     def _run_job(self, job_id: str, job: Mapping[str, Any], name: str, env: dict[str, str],
-                 needs_ctx: dict[str, Any]) -> JobResult:
+                 needs_ctx: dict[str, Any]) -> tuple[JobResult, list[JobResult]]:
+        """The job's result as its dependants see it, and one result per matrix combination."""
         if "uses" in job:
             reason = TEXT["reusable"].format(uses=job["uses"])
             self._say(TEXT["job_skipped"].format(name=name, reason=reason))
-            return JobResult(job_id, name, "skipped", reason)
+            skipped = JobResult(job_id, name, "skipped", reason)
+            return skipped, [skipped]
         for key in ("container", "services"):
             if job.get(key):
                 reason = TEXT["container"].format(key=key)
                 self._say(TEXT["job_failed_reason"].format(name=name, reason=reason))
-                return JobResult(job_id, name, "failure", reason)
+                failed = JobResult(job_id, name, "failure", reason)
+                return failed, [failed]
         combos = _matrix(job.get("strategy"), self.contexts(env, needs=needs_ctx))
         results = [self._run_one(job_id, job, name, env, needs_ctx, combo) for combo in combos]
         if len(results) == 1:
-            return results[0]
-        merged = JobResult(job_id, name, "failure" if any(r.status == "failure" for r in results) else "success")
+            return results[0], results
+        merged = JobResult(job_id, job_id, "failure" if any(r.status == "failure" for r in results) else "success")
         for r in results:
-            merged.steps.extend(r.steps)
             merged.outputs.update(r.outputs)
-        return merged
+        return merged, results
 
     def _run_one(self, job_id: str, job: Mapping[str, Any], name: str, env: dict[str, str],
                  needs_ctx: dict[str, Any], matrix: dict[str, Any]) -> JobResult:
         self.github["job"] = job_id
         base = self.contexts(env, needs=needs_ctx, matrix=matrix)
-        if matrix:
+        if matrix and "matrix." in str(job.get("name", "")):
+            name = interpolate(job["name"], base)
+        elif matrix:
             name = f"{name} ({', '.join(text(v) for v in matrix.values())})"
         result = JobResult(job_id, name, "success")
         self._say(TEXT["job"].format(name=name))
@@ -664,14 +673,14 @@ class Runner:
                 status = {"success": not failed, "failure": failed, "always": True, "cancelled": False}
                 label = interpolate(step.get("name") or step.get("uses") or _first_line(step.get("run")) or
                                     f"step {n + 1}", contexts)
-                record = StepResult(label, "skipped", "skipped", id=str(step["id"]) if "id" in step else None)
+                record = StepResult(label, "skipped", "skipped", id=str(step["id"]) if "id" in step else None,
+                                    uses=str(step["uses"]) if "uses" in step else None)
                 runs = condition(step["if"], contexts, status) if "if" in step else not failed
                 if not runs:
                     record.reason = (TEXT["if_false"].format(expr=str(step["if"]).strip())
                                      if "if" in step and not failed else TEXT["earlier_failed"])
                     self._say(TEXT["step_skipped"].format(name=label, reason=record.reason))
-                elif "uses" in step:
-                    record.uses = str(step["uses"])
+                elif record.uses is not None:
                     record.reason = _uses_reason(record.uses)
                     self._say(TEXT["step_skipped"].format(name=label, reason=record.reason))
                 elif "run" not in step:
@@ -712,6 +721,10 @@ class Runner:
         """Run one ``run:`` step into ``record``; what it exported through $GITHUB_ENV."""
         script = interpolate(step["run"], contexts)
         record.run = self.mask(script)
+        if self.dry_run:  # the plan only: what would run, with every step passing
+            record.outcome, record.code, record.reason = "success", 0, TEXT["dry_run"]
+            self._say(TEXT["step_dry"].format(name=record.name, command=_first_line(record.run)[4:]))
+            return {}
         folder_text = interpolate(step.get("working-directory", defaults.get("working-directory", ".")), contexts)
         folder = (self.workspace / folder_text).resolve()
         shell = interpolate(step.get("shell", defaults.get("shell", "")), contexts)
@@ -736,7 +749,7 @@ class Runner:
                     "GITHUB_WORKSPACE": str(self.workspace), "GITHUB_EVENT_NAME": self.event,
                     "GITHUB_SHA": self.github["sha"], "GITHUB_REF": self.github["ref"],
                     "GITHUB_ACTOR": self.github["actor"], "GITHUB_JOB": self.github["job"],
-                    "GITHUB_WORKFLOW": self.name, "RUNNER_OS": "Linux", "RUNNER_TEMP": str(tmp)}
+                    "GITHUB_WORKFLOW": self.name, "RUNNER_OS": RUNNER_OS, "RUNNER_TEMP": str(tmp)}
         started = time.monotonic()
         code, output = _execute(argv, folder, proc_env, limit, lambda line: self._say(
             TEXT["output_line"].format(line=line)) if self.echo is not None else None)
@@ -919,6 +932,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds a step may take when it has no timeout-minutes (default 600)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE ('-': standard output)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but the report")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run nothing: show which steps would run, in order, if every step passed")
     args = parser.parse_args(argv)
     try:
         workspace = Path(args.workspace)
@@ -927,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         event=args.event, vars=_pairs(args.var, "--var"), secrets=_pairs(args.secret, "--secret"),
                         inputs=_pairs(args.input, "--input"), env=_pairs(args.env, "--env"),
                         echo=None if args.quiet else _print, step_timeout=args.step_timeout,
-                        name=path.stem).run()
+                        name=path.stem, dry_run=args.dry_run).run()
     except WorkflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
