@@ -375,6 +375,7 @@ def stop_tree(process: subprocess.Popen[bytes] | None) -> None:
 
 
 def _tail(log: Path, lines: int = 15) -> str:
+    """The end of a log, to show why a server did not start without sending the student to it."""
     try:
         return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
@@ -386,6 +387,7 @@ class _Stop(Exception):
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
+    """The launcher's handler for Ctrl+C, SIGTERM and SIGHUP: unwind to the clean-up."""
     raise _Stop
 
 
@@ -495,6 +497,7 @@ def ui_only(port: int, store_uri: str | None = None) -> int:
 
 
 def _stop_signals() -> list[signal.Signals]:
+    """The signals that mean "stop" on this system (Windows has no SIGHUP)."""
     names = ("SIGINT", "SIGTERM", "SIGHUP")
     return [getattr(signal, name) for name in names if hasattr(signal, name)]
 
