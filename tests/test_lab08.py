@@ -329,7 +329,7 @@ def test_the_grader_settings_are_far_from_the_notebook_and_change_with_the_seed(
     assert len(settings) > 20
     for share, window in settings:
         assert 0.3 <= share < 0.5 and share - PARAMS["CANARY_SHARE"] >= 0.1 - 1e-9
-        assert 30 <= window < 60 and window != PARAMS["DRIFT_WINDOW"]
+        assert 35 <= window < 65 and window != PARAMS["DRIFT_WINDOW"]
 
 
 def test_the_drive_rows_follow_the_hidden_data() -> None:

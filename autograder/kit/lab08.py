@@ -75,7 +75,7 @@ PREDICTIONS_METRIC = "predicted_response_time_ms"
 DRIFT_METRIC = "input_drift_ks"
 AUDIT_KEYS = ("time", "model_version", "input_sha256", "prediction")
 #: Rows the notebook's self-checks send as traffic (the grader sends ``GRADER_TRAFFIC``).
-SELF_TRAFFIC = 120
+SELF_TRAFFIC = 60
 GRADER_TRAFFIC = 200
 #: Rows sent while the model's files are hidden, and around a rollback.
 PROBE_ROWS = 3
@@ -298,8 +298,8 @@ def read_audit(path: Path, skip: int = 0) -> list[str]:
 
 
 def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[str, Callable[..., Any]],
-          budget: float = 80.0) -> dict[str, Any]:
-    """Drive a started service and keep its raw answers.
+          budget: float = 80.0, drift: bool = True) -> dict[str, Any]:
+    """Drive a started service and keep its raw answers (``drift``: send the two drift windows).
 
     ``hooks``: ``hide_model`` (a context manager that puts the model's files out of reach, or
     counts model loads; it yields a dict that gets ``loads``), ``rollback`` (move the challenger
@@ -317,10 +317,11 @@ def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[
                           for c, a in zip(cases, answers, strict=True)]
     found["metrics_after"] = _metrics_text(http)
     found["audit"] = read_audit(audit_path, audit_before)
-    found["drift_a"] = _send(http, rows["drift_a"], deadline)
-    found["drift_metrics_a"] = _metrics_text(http)
-    found["drift_b"] = _send(http, rows["drift_b"], deadline)
-    found["drift_metrics_b"] = _metrics_text(http)
+    if drift:
+        found["drift_a"] = _send(http, rows["drift_a"], deadline)
+        found["drift_metrics_a"] = _metrics_text(http)
+        found["drift_b"] = _send(http, rows["drift_b"], deadline)
+        found["drift_metrics_b"] = _metrics_text(http)
     with hooks["hide_model"]() as counted:
         found["probe"] = _send(http, rows["probe"], deadline)
     found["probe_loads"] = counted.get("loads")
@@ -942,13 +943,13 @@ def in_kernel_app(folder: Path, namespace: Mapping[str, Any], audit: Path) -> An
                               reference_data=str(folder / REFERENCE_FILE))
 
 
-def drive_in_kernel(namespace: Mapping[str, Any]) -> dict[str, Any]:
+def drive_in_kernel(namespace: Mapping[str, Any], drift: bool) -> dict[str, Any]:
     """The service's answers to this notebook's rows, driven in the kernel (cached until a file
-    of the service changes)."""
+    of the service changes). The drift windows are sent only for the drift check."""
     import tempfile
 
     folder = Path(SERVICE_DIR).resolve()
-    key = _fingerprint(folder)
+    key = f"{_fingerprint(folder)}-{drift}"
     if _CACHE.get("key") == key:
         return _CACHE["found"]
     rows = drive_rows(labkit.data_path(namespace.get("DATA_PATH")), int(namespace["SEED"]),
@@ -960,7 +961,7 @@ def drive_in_kernel(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
             app = in_kernel_app(folder, namespace, audit)
             with TestClient(app, raise_server_exceptions=False) as http:
-                found = drive(http, rows, audit, {"hide_model": _count_loads})
+                found = drive(http, rows, audit, {"hide_model": _count_loads}, drift=drift)
         except Exception as exc:
             found = {"started": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     found["rows"] = rows
@@ -1008,7 +1009,7 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
             ev = {"docker": {"text": path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None,
                              "hadolint": lint(path)}}
         else:
-            found = drive_in_kernel(namespace)
+            found = drive_in_kernel(namespace, drift=todo == 6)
             ev = {"service": found}
             if found.get("started"):
                 exp.update(_expected_in_kernel(namespace, found))

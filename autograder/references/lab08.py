@@ -21,10 +21,10 @@ FORESTS = {lab08.CHAMPION_RUN: {"n_estimators": 20, "max_depth": 6},
 
 
 def grader_settings(seed: int) -> tuple[float, int]:
-    """The canary share (0.30-0.49) and drift window (30-59) the grader starts the service with:
+    """The canary share (0.30-0.49) and drift window (35-64) the grader starts the service with:
     far from the notebook's defaults, and different for every hidden seed."""
     digest = hashlib.sha256(f"lab08-settings-{seed}".encode()).digest()
-    return 0.30 + digest[0] % 20 / 100, 30 + digest[1] % 30
+    return 0.30 + digest[0] % 20 / 100, 35 + digest[1] % 30
 
 
 @functools.lru_cache(maxsize=4)
