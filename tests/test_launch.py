@@ -180,3 +180,19 @@ def test_creating_the_experiment_prints_nothing_red(tmp_path: Path, capfd: pytes
     mlflow.set_experiment("lab01-tracking")  # a new experiment: MLflow logs INFO on stderr
     assert mlflow.get_experiment_by_name("lab01-tracking") is not None
     assert "Creating a new experiment" not in capfd.readouterr().err
+
+
+def test_mlflow_info_lines_are_not_red_and_its_warnings_still_are(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(store.template().read_bytes())
+    labkit.connect(labkit.sqlite_uri(db))
+    labkit.connect(labkit.sqlite_uri(db))  # a lab may connect twice: each line still printed once
+    capfd.readouterr()
+    registry = logging.getLogger("mlflow.tracking._model_registry.fluent")
+    registry.info("Created version '2' of model 'devops-response-time'.")
+    registry.warning("a real warning")
+    out, err = capfd.readouterr()
+    assert out.count("Created version '2' of model 'devops-response-time'.") == 1 and "Created" not in err
+    assert "a real warning" in err and "a real warning" not in out

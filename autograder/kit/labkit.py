@@ -77,6 +77,33 @@ def quiet_stack_warnings() -> None:
     warnings.filterwarnings("ignore", module=STACK_MODULES)
 
 
+class _Stdout:
+    """A stream that writes to whatever ``sys.stdout`` is at the time of the write."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def info_to_stdout() -> None:
+    """Send MLflow's INFO lines ("Created version '2' of model ...") to stdout, its warnings and
+    errors still to stderr: JupyterLab paints stderr red, so a routine INFO line looked like an
+    error, and nbgrader scores a test cell that wrote to stderr as 0."""
+    logger = logging.getLogger("mlflow")
+    if any(getattr(handler, "_course_info", False) for handler in logger.handlers):
+        return  # connect() ran before in this kernel
+    formatter = logger.handlers[0].formatter if logger.handlers else None
+    for handler in logger.handlers:
+        handler.addFilter(lambda record: record.levelno >= logging.WARNING)
+    info = logging.StreamHandler(_Stdout())
+    info._course_info = True  # type: ignore[attr-defined]
+    info.setFormatter(formatter)
+    info.addFilter(lambda record: record.levelno < logging.WARNING)
+    logger.addHandler(info)
+
+
 def connect(tracking_uri: str | None = None) -> str:
     """Point MLflow at one store and return its URI.
 
@@ -95,6 +122,7 @@ def connect(tracking_uri: str | None = None) -> str:
     # "Experiment with name ... does not exist. Creating a new experiment." is an INFO line on
     # stderr, which JupyterLab paints red like an error: creating the experiment is expected.
     logging.getLogger("mlflow.tracking.fluent").setLevel(logging.WARNING)
+    info_to_stdout()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or course_store_uri()
     db = sqlite_path(uri)
     if db is not None:
