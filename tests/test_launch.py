@@ -196,3 +196,29 @@ def test_mlflow_info_lines_are_not_red_and_its_warnings_still_are(tmp_path: Path
     out, err = capfd.readouterr()
     assert out.count("Created version '2' of model 'devops-response-time'.") == 1 and "Created" not in err
     assert "a real warning" in err and "a real warning" not in out
+
+
+def test_mlflow_notices_are_not_red(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import mlflow
+    from mlflow.utils import logging_utils
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(store.template().read_bytes())
+    labkit.connect(labkit.sqlite_uri(db))
+    mlflow.set_experiment("notices")
+    from sklearn.linear_model import LinearRegression
+
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="model",
+                                        pip_requirements=["scikit-learn"])
+    capfd.readouterr()
+    mlflow.register_model(info.model_uri, "devops-response-time")  # MLflow eprint()s its notices
+    out, err = capfd.readouterr()
+    assert "Successfully registered model 'devops-response-time'." in out, (out, err)
+    assert "registered model" not in err.lower(), err
+    logging_utils.disable_logging()  # MLflow's own switch still silences them
+    try:
+        logging_utils.eprint("hidden")
+        assert "hidden" not in capfd.readouterr().out
+    finally:
+        logging_utils.enable_logging()

@@ -78,19 +78,40 @@ def quiet_stack_warnings() -> None:
 
 
 class _Stdout:
-    """A stream that writes to whatever ``sys.stdout`` is at the time of the write."""
+    """A stream that writes to whatever ``sys.stdout`` is at the time of the write (a kernel
+    swaps it), and stays silent while the stream it stands in for is disabled."""
+
+    def __init__(self, replaces: object = None) -> None:
+        self.replaces = replaces
+
+    @property
+    def enabled(self) -> bool:  # MLflow's disable_logging() switches its stream off this way
+        return bool(getattr(self.replaces, "enabled", True))
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if self.replaces is not None:
+            self.replaces.enabled = value  # type: ignore[attr-defined]
 
     def write(self, text: str) -> int:
-        return sys.stdout.write(text)
+        return sys.stdout.write(text) if self.enabled else 0
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        if self.enabled:
+            sys.stdout.flush()
 
 
 def info_to_stdout() -> None:
-    """Send MLflow's INFO lines ("Created version '2' of model ...") to stdout, its warnings and
-    errors still to stderr: JupyterLab paints stderr red, so a routine INFO line looked like an
-    error, and nbgrader scores a test cell that wrote to stderr as 0."""
+    """Send MLflow's INFO lines and notices ("Successfully registered model ...", "Created
+    version '2' of model ...") to stdout, its warnings and errors still to stderr: JupyterLab
+    paints stderr red, so a routine line looked like an error, and nbgrader scores a test cell
+    that wrote to stderr as 0."""
+    from mlflow.utils import logging_utils
+
+    # MLflow prints its notices with eprint(), to this stream (its logger keeps its own reference).
+    stream = getattr(logging_utils, "MLFLOW_LOGGING_STREAM", None)
+    if stream is not None and not isinstance(stream, _Stdout):
+        logging_utils.MLFLOW_LOGGING_STREAM = _Stdout(stream)
     logger = logging.getLogger("mlflow")
     if any(getattr(handler, "_course_info", False) for handler in logger.handlers):
         return  # connect() ran before in this kernel
