@@ -110,8 +110,7 @@ def test_lab01_untouched_todos_fail_the_next_day_and_pass_on_todays_work(store: 
     assert [outcome(lab01, c, params) for c in checks[:4]] == ["✔"] * 4
 
     # The store still holds both runs: the grader and the UI see everything, as before.
-    plain = checking.client(labkit.sqlite_uri(Path(labkit.sqlite_path(store))))
-    assert len(checking.runs(plain.unfiltered)) == 2
+    assert len(checking.runs(checking.client(store).unfiltered)) == 2
 
 
 def test_setup_cell_run_again_in_the_same_kernel_keeps_the_work_of_this_kernel(store: str) -> None:
