@@ -150,6 +150,9 @@ def connect(tracking_uri: str | None = None) -> str:
         db.parent.mkdir(parents=True, exist_ok=True)
         os.environ[_ARTIFACT_ROOT_ENV] = artifact_root_for(uri) or ""
     mlflow.set_tracking_uri(uri)
+    from autograder.kit.checking import start_session  # self-checks judge this run only
+
+    start_session(uri)
     return uri
 
 
