@@ -225,6 +225,40 @@ def test_live_drives_give_the_recorded_verdicts(served: dict[str, Any]) -> None:
         check_mistake(mistake, drive_with(served, changes), served["exp"])
 
 
+@pytest.mark.slow
+def test_the_notebooks_service_is_stopped_when_a_line_in_its_block_fails(served: dict[str, Any]) -> None:
+    """The given ``running_service`` of the notebook, run as the notebook runs it: a real
+    process on loopback, which answers, then an error inside the ``with`` block: afterwards no
+    process of ours is left and nothing listens on the port."""
+    import os
+    import socket
+    import sys
+    import time
+
+    import httpx
+    import psutil
+
+    namespace: dict[str, Any] = {"os": os, "sys": sys, "time": time, "httpx": httpx,
+                                 "TRACKING_URI": served["uri"], "MODEL_NAME": PARAMS["MODEL_NAME"],
+                                 "SERVICE": served["folder"]}
+    exec(MASTER["service_helpers"].source, namespace)  # the notebook's own helper, as given
+    for alias, version in served["exp"]["aliases"].items():
+        lab08_serve.set_alias(labkit.sqlite_path(served["uri"]), PARAMS["MODEL_NAME"], alias, version)
+    seen: dict[str, Any] = {}
+    service = namespace["running_service"](0.5, 10, served["work"] / "audit-helper.jsonl")
+    with pytest.raises(ZeroDivisionError), service as url:  # the failure happens inside the block
+        seen["url"] = url
+        seen["health"] = httpx.get(f"{url}/health", timeout=10).status_code
+        seen["children"] = [p.pid for p in psutil.Process().children(recursive=True)]
+        1 / 0  # noqa: B018
+    assert seen["health"] == 200 and seen["children"]
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in seen["children"])
+    port = int(seen["url"].rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex((lab08.HOST, port)) != 0
+
+
 def record_all() -> None:
     """Drive the solution and every mistake, and write what they answered to ``RECORDED``."""
     import tempfile
@@ -338,6 +372,17 @@ def test_the_drive_rows_follow_the_hidden_data() -> None:
     theirs = lab08.drive_rows(other.dataset, 42, 0.25, 10, 5)
     assert ours["traffic"] != theirs["traffic"] and ours["drift_b"] != theirs["drift_b"]
     assert all(isinstance(r["concurrent_users"], int) and isinstance(r["cpu_usage"], float) for r in ours["traffic"])
+
+
+def test_an_answer_of_megabytes_keeps_only_its_fields_cut_short() -> None:
+    import httpx
+
+    large = httpx.Response(200, json={"prediction": 1.5, "version": "9" * 10**4, "junk": ["x"] * 10**4})
+    kept = lab08._answer(large)
+    assert kept["body"] == {"prediction": 1.5, "version": "9" * lab08.MAX_FIELD}
+    assert len(kept["text"]) <= 300
+    huge = httpx.Response(200, json={"prediction": 1.5, "junk": "y" * 2 * lab08.MAX_TEXT})
+    assert lab08._answer(huge)["body"] is None  # not even parsed
 
 
 def test_the_metrics_page_is_read_as_text_and_garbage_is_refused() -> None:

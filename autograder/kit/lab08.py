@@ -258,13 +258,28 @@ def input_hash(features: Mapping[str, Any]) -> str:
 # --- The driver (in the sandbox over HTTP, or in the kernel through TestClient) -----------
 
 
+#: The fields of an answer that are kept, and how long a kept string may be: a service that
+#: answers megabytes must not fill the grader's memory.
+ANSWER_KEYS = ("prediction", "version", "alias", "versions", "status")
+MAX_FIELD = 200
+
+
+def _small(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_FIELD]
+    if isinstance(value, dict):
+        return {str(k)[:MAX_FIELD]: _small(v) for k, v in list(value.items())[:10]}
+    return value if isinstance(value, int | float | bool) or value is None else str(value)[:MAX_FIELD]
+
+
 def _answer(response: Any) -> dict[str, Any]:
-    text = response.text[:2000]
+    text = response.text[:1000]
     try:
-        body = response.json()
+        body = response.json() if len(response.content) <= MAX_TEXT else None
     except ValueError:
         body = None
-    return {"status": response.status_code, "body": body if isinstance(body, dict) else None, "text": text[:300]}
+    kept = {k: _small(body[k]) for k in ANSWER_KEYS if k in body} if isinstance(body, dict) else None
+    return {"status": response.status_code, "body": kept, "text": text[:300]}
 
 
 def _send(http: Any, rows: list[Any], deadline: float) -> list[dict[str, Any]]:

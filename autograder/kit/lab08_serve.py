@@ -91,8 +91,12 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Any) -> str | None:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the service and whatever it started (its own session; plain kill where there are none)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
     with contextlib.suppress(Exception):
         process.wait(timeout=10)
 
