@@ -14,7 +14,10 @@ bounds its time and output; it never runs a student's program in its own process
   process and its forks are not dumpable, so no case can open another's descriptors or memory
   through /proc; the exit code comes from ``waitpid``; killing this process leaves no answer.
   The case list holds no case names (the grader keeps them), only the arguments each program
-  sees anyway.
+  sees anyway. A fork holds a copy of this process's memory, the answer's nonce included, but
+  nowhere to write it that reaches the grader: its only output is its own pipe, and this
+  process's output, like bubblewrap's pid 1's, cannot be opened through /proc (tested as root
+  and, for pid 1, rootless).
 * ``workflow``: check the workflow file against GitHub's schema, then run it for real with the
   course's workflow runner (``autograder.kit.workflow``: bash steps, ``needs``, ``if:``,
   ``continue-on-error`` ...) in fresh workspaces where the pipeline's four programs are
