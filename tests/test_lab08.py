@@ -305,6 +305,22 @@ def test_a_load_test_whose_metrics_follow_its_records_passes() -> None:
     assert result.passed, result.message
 
 
+def test_records_with_made_up_predictions_fail_task_7() -> None:
+    ev = load_evidence()
+    exp = {**LOAD_EXP, "load_predictions": {lab08.CHAMPION_RUN: [100.0 + i for i in range(200)],
+                                            lab08.CHALLENGER_RUN: [300.0 + i for i in range(200)]}}
+    for i, record in enumerate(ev["load"]["requests"]):
+        record["prediction"] = (100.0 if record["version"] == "1" else 300.0) + i
+    assert lab08.judge_load(ev, exp).passed
+    ev["load"]["requests"][7]["prediction"] = 250.0  # not what either model says for row 7
+    result = lab08.judge_load(ev, exp)
+    assert not result.passed and "request 7" in result.message
+    swapped = load_evidence()
+    for i, record in enumerate(swapped["load"]["requests"]):  # the other model's answers
+        record["prediction"] = (300.0 if record["version"] == "1" else 100.0) + i
+    assert not lab08.judge_load(swapped, exp).passed
+
+
 def test_a_made_up_p95_an_ignored_share_or_a_failed_rollback_fail_task_7() -> None:
     ev = load_evidence()
     ev["load"]["metrics"]["p95_ms"] = 50.0

@@ -190,6 +190,10 @@ MESSAGES = {
         "{share:g}: a binomial test gives p={p:.2g}."
     ),
     "load_rollback": "the rollback records show {problem}.",
+    "load_prediction": (
+        "load-test request {row} records the prediction {found} from version {version}, which is not what that "
+        "version predicts for row {row} of load_rows: record each answer's prediction, in the order of load_rows."
+    ),
     "load_ok": "p50 {p50:.1f} ms, p95 {p95:.1f} ms, no error; challenger share {share:.2f}; rollback with no failed request.",
     "no_dockerfile": "no {file} in {folder}/: write it in the TODO 8 cell.",
     "hadolint_failed": "hadolint could not lint the Dockerfile: {error}",
@@ -401,7 +405,7 @@ def load_record(data: bytes | None) -> dict[str, Any]:
         return out
 
     return {"file": True, "missing": [],
-            "requests": records(recorded["requests"], ("latency_ms", "status", "version")),
+            "requests": records(recorded["requests"], ("latency_ms", "status", "version", "prediction")),
             "rollback": records(recorded["rollback"], ("status", "version", "after_reload"))}
 
 
@@ -782,6 +786,15 @@ def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                                            expected=round(value, 6)))
     if errors:
         return CheckResult(False, _msg("load_errors", count=errors))
+    wanted = exp.get("load_predictions")
+    if wanted is not None:  # each answer is the prediction of the version it names, on its row
+        roles = ev["registry"]["roles"]
+        for i, record in enumerate(requests):
+            want = wanted.get(str(roles.get(str(record["version"]))), [])
+            value = record.get("prediction")
+            if i >= len(want) or not isinstance(value, int | float) or not math.isclose(
+                    float(value), want[i], rel_tol=PRED_RTOL, abs_tol=PRED_RTOL):
+                return CheckResult(False, _msg("load_prediction", row=i, found=value, version=record["version"]))
     p = _binom_p(found, len(requests), exp["notebook_share"])
     if p < CANARY_ALPHA:
         return CheckResult(False, _msg("load_share", found=found, count=len(requests), version=challenger,
@@ -1003,6 +1016,19 @@ def _expected_in_kernel(namespace: Mapping[str, Any], found: Mapping[str, Any]) 
             "share": float(namespace["CANARY_SHARE"]), "window": int(namespace["DRIFT_WINDOW"])}
 
 
+def _load_predictions_in_kernel(namespace: Mapping[str, Any], roles: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Each model's predictions (the newest version of each run) on the load test's rows."""
+    import mlflow
+    import pandas as pd
+
+    rows = drive_rows(labkit.data_path(namespace.get("DATA_PATH")), int(namespace["SEED"]),
+                      float(namespace["TEST_SIZE"]), int(namespace["LOAD_REQUESTS"]), 0)["traffic"]
+    frame = pd.DataFrame(rows)
+    return {role: [float(v) for v in mlflow.pyfunc.load_model(f"models:/{namespace['MODEL_NAME']}/{version}")
+                   .predict(frame)] for role, version in newest_by_role(roles).items()
+            if role in (CHAMPION_RUN, CHALLENGER_RUN)}
+
+
 def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
     """Run one check from a test cell: print a pass line or raise a clear failure.
 
@@ -1016,8 +1042,9 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     with quiet():
         exp = {**expected_from_params(params)}
         shipped = load_expected(LAB, params) or {}
-        if todo in (7,):
+        if todo == 7:
             ev = evidence(mlflow.get_tracking_uri(), params)
+            exp["load_predictions"] = _load_predictions_in_kernel(namespace, ev["registry"]["roles"])
         elif todo == 8:
             folder = Path(SERVICE_DIR).resolve()
             path = folder / DOCKERFILE

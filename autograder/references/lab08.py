@@ -63,6 +63,8 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     share, window = grader_settings(seed)
     x_train, _ = _split(str(data_path), seed, test_size)
     rows = lab08.drive_rows(data_path, seed, test_size, lab08.GRADER_TRAFFIC, window)
+    load = pd.DataFrame(lab08.drive_rows(data_path, seed, test_size, int(params["LOAD_REQUESTS"]), 0)["traffic"],
+                        columns=labkit.FEATURES)
     own = lab08.drive_rows(data_path, seed, test_size, lab08.SELF_TRAFFIC, int(params["DRIFT_WINDOW"]))
     frames = {"traffic": pd.DataFrame(rows["traffic"], columns=labkit.FEATURES),
               "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:], columns=labkit.FEATURES)}
@@ -71,6 +73,8 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
         "share": share,
         "window": window,
         "role_predictions": {run: {part: [float(v) for v in model.predict(frame)] for part, frame in frames.items()}
+                             for run, model in _forests(str(data_path), seed, test_size).items()},
+        "load_predictions": {run: [float(v) for v in model.predict(load)]
                              for run, model in _forests(str(data_path), seed, test_size).items()},
         "ks": {"a": _ks(x_train, rows["drift_a"]), "b": _ks(x_train, rows["drift_b"])},
         "notebook_ks": {"a": _ks(x_train, own["drift_a"]), "b": _ks(x_train, own["drift_b"])},
