@@ -276,10 +276,14 @@ def _in_sandbox(tmp_path: Path, text: str) -> tuple[dict, str]:
     return references.workflow_answer(done.stdout, nonce, done.stdout + done.stderr), done.stdout
 
 
-needs_bwrap = pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap")
+def in_sandbox(test):
+    """A test that runs a kit program inside bubblewrap (no notebook, seconds each): in the slow
+    lane, skipped with the reason where bubblewrap is missing."""
+    needs_bwrap = pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap")
+    return pytest.mark.slow(needs_bwrap(test))
 
 
-@needs_bwrap
+@in_sandbox
 def test_a_workflow_cannot_write_or_read_the_runners_answer(tmp_path: Path) -> None:
     """Its steps print a forged answer, try the runner's output, memory and environment through
     /proc (the runner is not dumpable: denied), and otherwise do the work. The grader reads
@@ -296,7 +300,7 @@ def test_a_workflow_cannot_write_or_read_the_runners_answer(tmp_path: Path) -> N
     assert [r["kind"] for r in scenarios["fail_tests"]["ran"]] == ["data", "tests"]
 
 
-@needs_bwrap
+@in_sandbox
 def test_a_workflow_that_kills_the_runner_gets_no_answer_and_no_point(tmp_path: Path) -> None:
     text = one_job(DATA, TESTS, GATE, PROMOTE, 'echo "{}"; kill -9 $PPID')
     answer, _ = _in_sandbox(tmp_path, text)
@@ -360,7 +364,7 @@ def _batch_in_sandbox(tmp_path: Path, scripts: dict[str, str], cases: list[list[
     return references.batch_answer(done.stdout, nonce, len(cases), done.stderr), done.stdout
 
 
-@needs_bwrap
+@in_sandbox
 def test_cases_of_a_batch_cannot_reach_each_others_results(tmp_path: Path) -> None:
     """Cases share one sandboxed process that imported MLflow once, so that Lab 05's ~20 programs
     cost 4 sandboxes, not 20: a daemon left by one case is killed before the next starts (it
@@ -378,7 +382,7 @@ def test_cases_of_a_batch_cannot_reach_each_others_results(tmp_path: Path) -> No
     assert "FORGED" not in stdout and not (tmp_path / "leak.txt").exists()
 
 
-@needs_bwrap
+@in_sandbox
 def test_a_case_that_kills_the_batch_leaves_every_case_unfinished(tmp_path: Path) -> None:
     kill = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
     results, _ = _batch_in_sandbox(tmp_path, {"ok.py": "print('fine')\n", "kill.py": kill},
