@@ -3,7 +3,7 @@ lose exactly their task's points, no model server left running, even when the se
 fails, and cheats that a check of mere presence would pass: numbers copied from a run on the
 course data, tags that claim a promotion and a rollback the aliases never made, and a
 serving record without a server. The test split gives its word on the chosen model (the
-challenger) only, and the promotion cell can run twice.
+challenger) only, and the promotion and rollback cells can run twice.
 
 Every test here executes the notebook, most of them with a model server (40-90 s each); each
 notebook carries mistakes of different tasks, so that one execution serves several assertions.
@@ -16,6 +16,7 @@ import time
 
 import nbformat
 import psutil
+import pytest
 
 from autograder import hidden
 from autograder.course import LABS, ROOT
@@ -336,12 +337,9 @@ def test_the_test_split_scores_the_challenger_not_the_champion() -> None:
     assert "grader checks" in lab04.judge_load(ev, {k: v for k, v in EXP.items() if k != "rmse"}).message
 
 
-def _promotion_cell(answer: str | None = None) -> str:
-    """The TODO 4 cell as a student who solved it has it (the master's answer, or ``answer``
-    in place of the whole cell)."""
-    if answer is not None:
-        return answer
-    master = next(c for c in nbformat.read(LAB04.master, as_version=4).cells if grade_id(c) == "todo4")
+def _master_cell(todo: str) -> str:
+    """The answer of a TODO cell as a student who solved it has it: the master's code."""
+    master = next(c for c in nbformat.read(LAB04.master, as_version=4).cells if grade_id(c) == todo)
     return solution_code(master)
 
 
@@ -352,54 +350,113 @@ UNGUARDED_PROMOTION = (
     'client.set_model_version_tag(MODEL_NAME, new_version.version, "previous_champion", str(previous))\n'
     'client.set_registered_model_alias(MODEL_NAME, "champion", new_version.version)\n'
 )
+#: TODO 5 as it was written before the cell guarded against a second run (the old master's answer).
+UNGUARDED_ROLLBACK = (
+    'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
+    'client.set_registered_model_alias(MODEL_NAME, "champion", current.tags["previous_champion"])\n'
+    'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n'
+)
+#: The same, tagging before it moves the alias: a second run tags the version it restored, then fails.
+UNGUARDED_ROLLBACK_TAG_FIRST = (
+    'current = client.get_model_version_by_alias(MODEL_NAME, "champion")\n'
+    'client.set_model_version_tag(MODEL_NAME, current.version, "validation_status", "rolled_back")\n'
+    'client.set_registered_model_alias(MODEL_NAME, "champion", current.tags["previous_champion"])\n'
+)
+REAL_PARAMS = {"EXPERIMENT_NAME": "lab04-registry", "MODEL_NAME": "devops-response-time", "IN_SERVICE_RUN": "rf-small",
+               "WINNER_RUN": "rf-large", "EVAL_RUN": "challenger-test", "SERVE_RUN": "serve-champion", "SEED": 42,
+               "TEST_SIZE": 0.25}
+REAL_EXP = lab04.expected_from_params(REAL_PARAMS)
 
 
-def test_the_promotion_cell_can_run_twice_and_a_bad_tag_message_gives_the_way_out(tmp_path) -> None:  # noqa: ANN001
+def registered_store(folder) -> tuple[str, dict]:  # noqa: ANN001 - a pytest tmp_path child
     """A real store (a copy of the grader's migrated template, with the alias-move triggers):
-    two versions registered and aliased as TODOs 1 and 2 leave them; then the TODO 4 cell runs
-    twice. The master's cell finds its own promotion and changes nothing; the old, unguarded
-    answer records the new champion as its own predecessor, and the self-check's message
-    carries the exact call that puts it right."""
+    two versions registered and aliased as TODOs 1 and 2 leave them. Returns its URI and the
+    names the TODO cells use."""
     from mlflow import MlflowClient
 
     from autograder import store
 
-    params = {"EXPERIMENT_NAME": "lab04-registry", "MODEL_NAME": "devops-response-time", "IN_SERVICE_RUN": "rf-small",
-              "WINNER_RUN": "rf-large", "EVAL_RUN": "challenger-test", "SERVE_RUN": "serve-champion", "SEED": 42,
-              "TEST_SIZE": 0.25}
-    exp = lab04.expected_from_params(params)
+    uri = store.fresh_store(folder, store.template())
+    assert lab04.record_alias_moves(uri)
+    client = MlflowClient(uri, uri)
+    experiment = client.create_experiment(REAL_PARAMS["EXPERIMENT_NAME"])
+    name = REAL_PARAMS["MODEL_NAME"]
+    client.create_registered_model(name)
+    versions = [client.create_model_version(name, f"file:///nowhere/{run}", run_id=client.create_run(
+        experiment, run_name=run).info.run_id) for run in ("rf-small", "rf-large")]
+    client.set_registered_model_alias(name, "champion", versions[0].version)
+    client.set_registered_model_alias(name, "challenger", versions[1].version)
+    client.set_model_version_tag(name, versions[0].version, "validation_status", "passed")
+    client.set_model_version_tag(name, versions[1].version, "validation_status", "pending")
+    return uri, {"client": client, "MODEL_NAME": name, "new_version": versions[1]}
 
-    def registered(folder: str) -> tuple[str, dict]:
-        uri = store.fresh_store(tmp_path / folder, store.template())
-        assert lab04.record_alias_moves(uri)
-        client = MlflowClient(uri, uri)
-        experiment = client.create_experiment(params["EXPERIMENT_NAME"])
-        name = params["MODEL_NAME"]
-        client.create_registered_model(name)
-        versions = [client.create_model_version(name, f"file:///nowhere/{run}", run_id=client.create_run(
-            experiment, run_name=run).info.run_id) for run in ("rf-small", "rf-large")]
-        client.set_registered_model_alias(name, "champion", versions[0].version)
-        client.set_registered_model_alias(name, "challenger", versions[1].version)
-        client.set_model_version_tag(name, versions[0].version, "validation_status", "passed")
-        client.set_model_version_tag(name, versions[1].version, "validation_status", "pending")
-        return uri, {"client": client, "MODEL_NAME": name, "new_version": versions[1]}
+
+def test_the_promotion_cell_can_run_twice_and_a_bad_tag_message_gives_the_way_out(tmp_path) -> None:  # noqa: ANN001
+    """The TODO 4 cell runs twice on a real store. The master's cell finds its own promotion
+    and changes nothing; the old, unguarded answer records the new champion as its own
+    predecessor, and the self-check's message carries the exact call that puts it right."""
 
     def promote_twice(uri: str, namespace: dict, cell: str) -> lab04.CheckResult:
         for _ in range(2):
             exec(cell, namespace)  # noqa: S102 - the course's own answer, or a known mistake
-        return lab04.judge_promote(lab04.evidence(uri, params), exp)
+        return lab04.judge_promote(lab04.evidence(uri, REAL_PARAMS), REAL_EXP)
 
-    uri, namespace = registered("guarded")
-    result = promote_twice(uri, namespace, _promotion_cell())
+    uri, namespace = registered_store(tmp_path / "guarded")
+    result = promote_twice(uri, namespace, _master_cell("todo4"))
     assert result.passed, result.message
-    moves = lab04.alias_moves(uri, params["MODEL_NAME"])
+    moves = lab04.alias_moves(uri, REAL_PARAMS["MODEL_NAME"])
     assert [v for alias, v in moves if alias == "champion"] == [1, 2]  # promoted once, not twice
 
-    uri, namespace = registered("unguarded")
+    uri, namespace = registered_store(tmp_path / "unguarded")
     result = promote_twice(uri, namespace, UNGUARDED_PROMOTION)
     assert not result.passed and "previous_champion='2'" in result.message, result.message
     way_out = result.message.split("run this self-check again: ")[1].rstrip(".")
     assert way_out == "client.set_model_version_tag(MODEL_NAME, '2', 'previous_champion', '1')"
     exec(way_out, namespace)  # noqa: S102 - the call the message tells the student to make
-    fixed = lab04.judge_promote(lab04.evidence(uri, params), exp)
+    fixed = lab04.judge_promote(lab04.evidence(uri, REAL_PARAMS), REAL_EXP)
+    assert fixed.passed, fixed.message
+
+
+def test_the_rollback_cell_can_run_twice_and_a_restored_champion_tagged_rolled_back_gets_the_way_out(
+        tmp_path) -> None:  # noqa: ANN001
+    """On a real store promoted by the master's TODO 4, the TODO 5 cell runs twice. The
+    master's cell sees that champion left the promoted version and changes nothing; the old
+    answer fails its second run with a KeyError (the restored version names no previous
+    champion); an unguarded answer that tags first also tags the version it restored as rolled
+    back, which the self-check names, with the exact call that puts it right."""
+
+    def promoted(folder: str) -> tuple[str, dict]:
+        uri, namespace = registered_store(tmp_path / folder)
+        exec(_master_cell("todo4"), namespace)  # noqa: S102 - the course's own answer
+        return uri, namespace
+
+    def rollback(uri: str) -> lab04.CheckResult:
+        return lab04.judge_rollback(lab04.evidence(uri, REAL_PARAMS), REAL_EXP)
+
+    uri, namespace = promoted("guarded")
+    for _ in range(2):
+        exec(_master_cell("todo5"), namespace)  # noqa: S102 - the course's own answer
+    result = rollback(uri)
+    assert result.passed, result.message
+    moves = lab04.alias_moves(uri, REAL_PARAMS["MODEL_NAME"])
+    assert [v for alias, v in moves if alias == "champion"] == [1, 2, 1]  # rolled back once, not twice
+    assert lab04.judge_promote(lab04.evidence(uri, REAL_PARAMS), REAL_EXP).passed
+
+    uri, namespace = promoted("old")
+    exec(UNGUARDED_ROLLBACK, namespace)  # noqa: S102 - the old answer: right the first time
+    assert rollback(uri).passed
+    with pytest.raises(KeyError, match="previous_champion"):
+        exec(UNGUARDED_ROLLBACK, namespace)  # noqa: S102 - and a raw KeyError the second
+
+    uri, namespace = promoted("tag-first")
+    exec(UNGUARDED_ROLLBACK_TAG_FIRST, namespace)  # noqa: S102 - a known mistake
+    assert rollback(uri).passed
+    with pytest.raises(KeyError):
+        exec(UNGUARDED_ROLLBACK_TAG_FIRST, namespace)  # noqa: S102
+    result = rollback(uri)
+    assert not result.passed and "version 1, champion again, has validation_status='rolled_back'" in result.message
+    way_out = result.message.split("run this self-check again: ")[1].rstrip(".")
+    assert way_out == "client.set_model_version_tag(MODEL_NAME, '1', 'validation_status', 'passed')"
+    exec(way_out, namespace)  # noqa: S102 - the call the message tells the student to make
+    fixed = rollback(uri)
     assert fixed.passed, fixed.message

@@ -191,6 +191,12 @@ MESSAGES = {
         "version {version} has {tag}='{found}'; set it to 'rolled_back' when you roll it back, so that the "
         "registry shows why it is no longer champion."
     ),
+    "restored_rolled_back": (
+        "version {previous}, champion again, has {tag}='rolled_back': the version rolled back is {version}, "
+        "not the one restored. If a second run of the rollback tagged it, make the cell ask the registry "
+        "first (is champion still on version {version}?), put the tag right and run this self-check again: "
+        "client.set_model_version_tag(MODEL_NAME, '{previous}', '{tag}', 'passed')."
+    ),
     "rollback_ok": "champion is back on version {previous}; version {version} is tagged {tag}='rolled_back'.",
     "no_serve_run": (
         "no run named '{run}' with an artifact '{file}'. Serve the champion, send it a request, and run the "
@@ -640,6 +646,8 @@ def judge_rollback(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if reg.moves is not None and not _visits(reg.champion_path(), [previous, version, previous]):
         path = " → ".join(str(v) for v in reg.champion_path()) or "none"
         return CheckResult(False, _msg("never_promoted", previous=previous, version=version, moves=path))
+    if reg.tag(previous, STATUS) == ROLLED_BACK:  # a second, unguarded run tags what it restored
+        return CheckResult(False, _msg("restored_rolled_back", previous=previous, version=version, tag=STATUS))
     found = reg.tag(version, STATUS)
     if found != ROLLED_BACK:
         return CheckResult(False, _msg("rollback_status", version=version, tag=STATUS, found=found))
