@@ -105,7 +105,7 @@ MESSAGES = {
     "missing_runs": "expected one run per model ({expected}) under '{parent}'; found: {found}.",
     "missing_metrics": (
         "run '{run}' lacks metric(s) {missing}; found: {found}. Log them inside "
-        "`with mlflow.start_run(run_id=runs[name]):` so they go into that model's run."
+        "that model's own run, reopened with mlflow.start_run(run_id=...) and the run id in `runs`."
     ),
     "wrong_metrics": (
         "run '{run}' has {wrong}, but its model gives {expected} by {folds}-fold cross-validation on the "
@@ -130,7 +130,7 @@ MESSAGES = {
     "latency_ok": "all {count} runs have {metric} ({values}).",
     "no_model": (
         "no model logged in run '{run}'. Call mlflow.sklearn.log_model(model, name='model', ...) "
-        "inside `with mlflow.start_run(run_id=runs[name]):`."
+        "inside that model's own run (mlflow.start_run(run_id=...), with its id from `runs`)."
     ),
     "model_failed": (
         "logging the model of run '{run}' failed. A {model_type} needs skops_trusted_types: "
