@@ -588,7 +588,8 @@ def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     before, after = metric_samples(service.get("metrics_before")), metric_samples(service.get("metrics_after"))
     if before is None or after is None:
         return CheckResult(False, _msg("no_metric", name="/metrics", found="the page did not parse"))
-    answers = service["traffic"] + service["malformed"]
+    # Requests never answered (the drive's time ran out, a dropped connection) count nowhere.
+    answers = [a for a in service["traffic"] + service["malformed"] if a["status"] is not None]
     by_status: dict[str, int] = {}
     for a in answers:
         by_status[str(a["status"])] = by_status.get(str(a["status"]), 0) + 1
