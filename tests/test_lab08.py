@@ -359,11 +359,34 @@ def test_the_solution_dockerfile_passes_hadolint_and_the_reading(tmp_path: Path)
      "CMD python -m uvicorn --factory service:from_env --host 0.0.0.0", "DL3025"),
     ('"--host", "0.0.0.0", ', "", "0.0.0.0"),
     ("EXPOSE 8000\n", "", "EXPOSE"),
+    # A CMD that merely names uvicorn and 0.0.0.0, and an image without the service's files.
+    ('CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0", "--port", "8000"]',
+     'CMD ["echo", "uvicorn", "0.0.0.0"]', "uvicorn"),
+    ('"--factory", "service:from_env", ', "", "service:from_env"),
+    ("COPY service.py svc_model.py svc_validate.py svc_metrics.py svc_audit.py svc_canary.py svc_drift.py "
+     "reference.csv ./", "COPY reference.csv ./", "service.py and svc_model.py"),
 ])
 def test_a_dockerfile_mistake_fails_task_8(tmp_path: Path, old: str, new: str, words: str) -> None:
     assert old in GOOD_DOCKERFILE
     result = docker_verdict(tmp_path, GOOD_DOCKERFILE.replace(old, new))
     assert not result.passed and words in result.message, result.message
+
+
+CMD_LINE = 'CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0", "--port", "8000"]'
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("COPY service.py svc_model.py svc_validate.py svc_metrics.py svc_audit.py svc_canary.py svc_drift.py "
+     "reference.csv ./", "COPY --chown=10001 *.py reference.csv ./"),
+    ("COPY service.py svc_model.py svc_validate.py svc_metrics.py svc_audit.py svc_canary.py svc_drift.py "
+     "reference.csv ./", "COPY . ."),
+    (CMD_LINE, 'ENTRYPOINT ["python", "-m", "uvicorn"]\nCMD ["--factory", "service:from_env", "--host=0.0.0.0"]'),
+    (CMD_LINE, 'CMD ["/usr/local/bin/uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0"]'),
+])
+def test_other_honest_ways_to_copy_and_start_the_service_pass_task_8(tmp_path: Path, old: str, new: str) -> None:
+    assert old in GOOD_DOCKERFILE
+    result = docker_verdict(tmp_path, GOOD_DOCKERFILE.replace(old, new))
+    assert result.passed, result.message
 
 
 def test_a_dockerfile_that_is_not_one_is_refused_by_hadolint(tmp_path: Path) -> None:

@@ -201,6 +201,14 @@ MESSAGES = {
     "hadolint_findings": "hadolint reports {findings}.",
     "docker_missing": "the Dockerfile {missing}.",
     "docker_ok": "hadolint finds nothing to fix, and the image runs the service as a non-root user on 0.0.0.0.",
+    "docker_no_from": "has no FROM",
+    "docker_no_copy": "copies {missing} into the image with no COPY (COPY service.py svc_model.py ... ./)",
+    "docker_root": "runs as root: add a USER that is not root",
+    "docker_no_expose": "does not EXPOSE the service's port",
+    "docker_no_uvicorn": (
+        'does not start the service with uvicorn on --host 0.0.0.0 in JSON form (CMD ["python", "-m", "uvicorn", '
+        '"--factory", "service:from_env", "--host", "0.0.0.0", ...])'
+    ),
     "not_run": "the service was not driven: {reason}",
 }
 
@@ -849,25 +857,74 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     steps = dockerfile_instructions(text)
     kinds = [k for k, _ in steps]
     users = [a.split(":")[0].strip() for k, a in steps if k == "USER"]
-    command = next((a for k, a in reversed(steps) if k in ("CMD", "ENTRYPOINT")), "")
-    try:
-        argv = json.loads(command) if command.startswith("[") else None
-    except ValueError:
-        argv = None
     missing = []
     if "FROM" not in kinds:
-        missing.append("has no FROM")
-    if not any(k in ("COPY", "ADD") for k in kinds):
-        missing.append("copies no service file (COPY)")
+        missing.append(MESSAGES["docker_no_from"])
+    uncopied = [name for name in (APP_FILE, PART_FILES[0]) if not _copied(steps, name)]
+    if uncopied:
+        missing.append(_msg("docker_no_copy", missing=" and ".join(uncopied)))
     if not users or users[-1] in ("root", "0"):
-        missing.append("runs as root: add a USER that is not root")
+        missing.append(MESSAGES["docker_root"])
     if "EXPOSE" not in kinds:
-        missing.append("does not EXPOSE the service's port")
-    if not isinstance(argv, list) or "uvicorn" not in " ".join(map(str, argv)) or "0.0.0.0" not in argv:
-        missing.append('does not start uvicorn on --host 0.0.0.0 in JSON form (CMD ["python", "-m", "uvicorn", ...])')
+        missing.append(MESSAGES["docker_no_expose"])
+    if not _starts_service(_command(steps)):
+        missing.append(MESSAGES["docker_no_uvicorn"])
     if missing:
         return CheckResult(False, _msg("docker_missing", missing="; ".join(missing)))
     return CheckResult(True, _msg("docker_ok"))
+
+
+def _json_args(arguments: str) -> list[str] | None:
+    """The arguments of an instruction in JSON (exec) form, or None in shell form."""
+    try:
+        value = json.loads(arguments) if arguments.startswith("[") else None
+    except ValueError:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
+def _copied(steps: list[tuple[str, str]], name: str) -> bool:
+    """Some COPY or ADD takes the file ``name`` of the service's folder (by name, a pattern or
+    the whole folder), not just any file."""
+    import fnmatch
+
+    for kind, arguments in steps:
+        if kind not in ("COPY", "ADD"):
+            continue
+        words = _json_args(arguments) or arguments.split()
+        sources = [w.removeprefix("./").rstrip("/") for w in words if not w.startswith("--")][:-1]
+        if any(s in ("", ".") or fnmatch.fnmatch(name, s) for s in sources):
+            return True
+    return False
+
+
+def _command(steps: list[tuple[str, str]]) -> list[str] | None:
+    """The argv the image starts with: its last ENTRYPOINT then its last CMD (JSON form only)."""
+    entry = next((a for k, a in reversed(steps) if k == "ENTRYPOINT"), None)
+    cmd = next((a for k, a in reversed(steps) if k == "CMD"), None)
+    if entry is not None:
+        first = _json_args(entry)
+        rest = [] if cmd is None else _json_args(cmd)
+        return None if first is None or rest is None else first + rest
+    return None if cmd is None else _json_args(cmd)
+
+
+def _starts_service(argv: list[str] | None) -> bool:
+    """The argv runs uvicorn (the program, or ``python -m uvicorn``) on the given wiring's
+    factory, listening on every interface: a CMD that merely names them (``echo uvicorn
+    0.0.0.0``) does not."""
+    if not argv:
+        return False
+    program = argv[0].rsplit("/", 1)[-1]
+    if program == "uvicorn":
+        rest = argv[1:]
+    elif program.startswith("python") and argv[1:3] == ["-m", "uvicorn"]:
+        rest = argv[3:]
+    else:
+        return False
+    host = any(a == "--host" and b == "0.0.0.0" for a, b in zip(rest, rest[1:], strict=False)) \
+        or "--host=0.0.0.0" in rest
+    return host and "--factory" in rest and "service:from_env" in rest
 
 
 #: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
