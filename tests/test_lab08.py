@@ -210,6 +210,23 @@ def check_mistake(mistake: str, found: dict[str, Any], exp: dict[str, Any]) -> N
     assert words in results[check].message, results[check].message
 
 
+def test_a_422_that_names_every_field_in_its_message_names_none() -> None:
+    """A validation that says "one of cpu_usage, memory_usage, ... is wrong" for any bad request
+    must name the wrong field as its answer's field, not merely mention all of them."""
+    import copy
+
+    record = recorded()
+    found = copy.deepcopy(record["drives"]["solution"])
+    every = ", ".join(labkit.FEATURES)
+    for case in found["malformed"]:
+        if case["field"]:
+            case["text"] = json.dumps({"detail": {"field": None, "message": f"one of {every} is wrong"}},
+                                      separators=(",", ":"))
+    results = verdicts(found, record["exp"])
+    assert failing(results) == {"check_todo2_validate"}, {k: r.message for k, r in results.items()}
+    assert "does not name the field" in results["check_todo2_validate"].message
+
+
 @pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.replace(" ", "-"))
 def test_each_typical_mistake_costs_its_own_task_only(mistake: str) -> None:
     record = recorded()
