@@ -399,6 +399,7 @@ CMD_LINE = 'CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--
      "reference.csv ./", "COPY . ."),
     (CMD_LINE, 'ENTRYPOINT ["python", "-m", "uvicorn"]\nCMD ["--factory", "service:from_env", "--host=0.0.0.0"]'),
     (CMD_LINE, 'CMD ["/usr/local/bin/uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0"]'),
+    ("WORKDIR /app\n", 'WORKDIR /app\nSHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'),
 ])
 def test_other_honest_ways_to_copy_and_start_the_service_pass_task_8(tmp_path: Path, old: str, new: str) -> None:
     assert old in GOOD_DOCKERFILE
@@ -504,6 +505,20 @@ def test_hadolint_cannot_be_talked_out_of_its_findings(tmp_path: Path, monkeypat
         (home / ".config" / "hadolint.yaml").write_text("ignored: [DL3007]\n", encoding="utf-8")
     result = docker_verdict(tmp_path, bad)
     assert not result.passed and "DL3007" in result.message, result.message
+
+
+SHELLCHECKED = GOOD_DOCKERFILE.replace("-r requirements.txt", "-r $(cat requirements.txt)")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (SHELLCHECKED, "SC2046"),
+    ("# hadolint shell=powershell\n" + SHELLCHECKED, "SC2046"),
+    (SHELLCHECKED.replace("WORKDIR /app\n", 'WORKDIR /app\nSHELL ["pwsh", "-c"]\n'), "SHELL"),
+])
+def test_shellcheck_cannot_be_turned_off(tmp_path: Path, text: str, words: str) -> None:
+    """A shell pragma, or a SHELL hadolint cannot check, turned off ShellCheck's findings."""
+    result = docker_verdict(tmp_path, text)
+    assert not result.passed and words in result.message, result.message
 
 
 #: A "service" that forges the driver's answer: ``python -m uvicorn`` in the service folder

@@ -203,6 +203,7 @@ MESSAGES = {
     "docker_missing": "the Dockerfile {missing}.",
     "docker_ok": "hadolint finds nothing to fix, and the image runs the service as a non-root user on 0.0.0.0.",
     "docker_no_from": "has no FROM",
+    "docker_shell": "switches its RUN lines to a shell hadolint cannot check (SHELL): keep /bin/sh or bash",
     "docker_no_copy": "copies {missing} into the image with no COPY (COPY service.py svc_model.py ... ./)",
     "docker_root": "runs as root: add a USER that is not root",
     "docker_no_expose": "does not EXPOSE the service's port",
@@ -870,11 +871,18 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         missing.append(MESSAGES["docker_root"])
     if "EXPOSE" not in kinds:
         missing.append(MESSAGES["docker_no_expose"])
+    shells = [_json_args(a) or [""] for k, a in steps if k == "SHELL"]
+    if any(shell[0].rsplit("/", 1)[-1] not in POSIX_SHELLS for shell in shells):
+        missing.append(MESSAGES["docker_shell"])
     if not _starts_service(_command(steps)):
         missing.append(MESSAGES["docker_no_uvicorn"])
     if missing:
         return CheckResult(False, _msg("docker_missing", missing="; ".join(missing)))
     return CheckResult(True, _msg("docker_ok"))
+
+
+#: The shells whose RUN lines hadolint checks with ShellCheck (SHELL ["pwsh", ...] turns it off).
+POSIX_SHELLS = ("sh", "bash", "dash", "ash")
 
 
 def _json_args(arguments: str) -> list[str] | None:
@@ -970,6 +978,15 @@ def lint(dockerfile: Path) -> dict[str, Any]:
     return lint_text(dockerfile.read_text(encoding="utf-8", errors="replace"))
 
 
+def _without_pragmas(text: str) -> str:
+    """The text with every ``# hadolint ...`` comment blanked (line numbers kept):
+    ``--disable-ignore-pragma`` stops ``ignore=`` only, and ``# hadolint shell=powershell``
+    would turn off every ShellCheck rule on the RUN lines."""
+    import re
+
+    return re.sub(r"(?im)^([ \t]*#)[ \t]*hadolint\b.*$", r"\1", text)
+
+
 def lint_text(text: str | None) -> dict[str, Any]:
     """hadolint's findings on a Dockerfile's text (``--format json``), as data.
 
@@ -988,7 +1005,7 @@ def lint_text(text: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lint-") as tmp:
         path, config = Path(tmp) / DOCKERFILE, Path(tmp) / "config" / "hadolint.yaml"
         config.parent.mkdir()
-        path.write_text(text[:MAX_TEXT], encoding="utf-8")
+        path.write_text(_without_pragmas(text[:MAX_TEXT]), encoding="utf-8")
         config.write_text("{}\n", encoding="utf-8")
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(config.parent), "XDG_CONFIG_HOME": str(config.parent),
                **{k: os.environ[k] for k in ("SYSTEMROOT",) if k in os.environ}}  # (Windows needs it)
