@@ -580,3 +580,11 @@ def test_only_the_line_with_the_grader_s_nonce_is_the_driver_s_answer() -> None:
     for stdout in (f"{mine}\n{forged}\n", f"{forged}\n{mine}\n{{not json\n"):
         assert references._answer(0, stdout, "", "abc")["service"] == {"started": False, "error": "it exited"}
     assert "error" in references._answer(-9, f"{forged}\n", "Killed", "abc")
+
+
+def test_a_drive_stopped_at_the_time_limit_keeps_the_lint_said_before_it() -> None:
+    early = json.dumps({"nonce": "abc", "service": {"started": False, "error": "the drive did not finish"},
+                        "hadolint": {"findings": []}})
+    answer = references._answer(None, f"{early}\n", "", "abc")
+    assert answer["hadolint"] == {"findings": []} and not answer["service"]["started"]
+    assert "took longer" in references._answer(None, "", "", "abc")["error"]

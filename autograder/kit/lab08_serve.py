@@ -167,6 +167,11 @@ def main() -> None:
     # Linted first, while none of the submission's code runs, and the text the grader read
     # itself (the file judged is the file linted, and nothing can swap it meanwhile).
     hadolint = lab08.lint_text(job.get("dockerfile"))
+    # Said at once: a service that hangs the drive until the grader stops it costs the
+    # service's tasks, not the Dockerfile's (the grader keeps the last line with its nonce).
+    early = {"started": False, "error": "the drive did not finish: the grader stopped it at its time limit"}
+    sys.stdout.write("\n" + json.dumps({"nonce": job.get("nonce"), "service": early, "hadolint": hadolint}) + "\n")
+    sys.stdout.flush()
     try:
         found = serve(job, workdir)
     except Exception as exc:  # the submission's service failing is evidence, not a crash

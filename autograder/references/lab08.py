@@ -111,8 +111,6 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
 def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
     """The driver's answer: the last JSON line that carries this job's nonce (a line the
     submission printed into the same output, if it ever could, does not)."""
-    if returncode is None:
-        return {"error": f"driving the service took longer than {RUN_TIMEOUT:g} s"}
     for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
         try:
             answer = json.loads(line)
@@ -120,6 +118,8 @@ def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dic
             continue
         if isinstance(answer, dict) and answer.get("nonce") == nonce:
             return answer
+    if returncode is None:
+        return {"error": f"driving the service took longer than {RUN_TIMEOUT:g} s"}
     tail = stderr.strip().splitlines()[-1:] or ["no answer"]
     return {"error": tail[0][:300]}
 
