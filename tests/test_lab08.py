@@ -372,6 +372,8 @@ def test_the_solution_dockerfile_passes_hadolint_and_the_reading(tmp_path: Path)
     ("FROM python:3.11-slim", "FROM python:latest", "DL3007"),
     ("--no-cache-dir ", "", "DL3042"),
     ("USER 10001\n", "", "root"),
+    ("USER 10001\n", "ARG RUNNER=root\nUSER $RUNNER\n", "root"),
+    ("USER 10001\n", "USER ${NOBODY_KNOWS}\n", "root"),
     ('CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0", "--port", "8000"]',
      "CMD python -m uvicorn --factory service:from_env --host 0.0.0.0", "DL3025"),
     ('"--host", "0.0.0.0", ', "", "0.0.0.0"),
@@ -400,6 +402,7 @@ CMD_LINE = 'CMD ["python", "-m", "uvicorn", "--factory", "service:from_env", "--
     (CMD_LINE, 'ENTRYPOINT ["python", "-m", "uvicorn"]\nCMD ["--factory", "service:from_env", "--host=0.0.0.0"]'),
     (CMD_LINE, 'CMD ["/usr/local/bin/uvicorn", "--factory", "service:from_env", "--host", "0.0.0.0"]'),
     ("WORKDIR /app\n", 'WORKDIR /app\nSHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'),
+    ("USER 10001\n", "ARG UID=10001\nUSER ${UID}\n"),
 ])
 def test_other_honest_ways_to_copy_and_start_the_service_pass_task_8(tmp_path: Path, old: str, new: str) -> None:
     assert old in GOOD_DOCKERFILE

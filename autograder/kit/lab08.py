@@ -205,7 +205,7 @@ MESSAGES = {
     "docker_no_from": "has no FROM",
     "docker_shell": "switches its RUN lines to a shell hadolint cannot check (SHELL): keep /bin/sh or bash",
     "docker_no_copy": "copies {missing} into the image with no COPY (COPY service.py svc_model.py ... ./)",
-    "docker_root": "runs as root: add a USER that is not root",
+    "docker_root": "runs as root: add a USER that is not root (a user name or uid, or an ARG whose default is one)",
     "docker_no_expose": "does not EXPOSE the service's port",
     "docker_no_uvicorn": (
         'does not start the service with uvicorn on --host 0.0.0.0 in JSON form (CMD ["python", "-m", "uvicorn", '
@@ -860,14 +860,14 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("hadolint_findings", findings=shown))
     steps = dockerfile_instructions(text)
     kinds = [k for k, _ in steps]
-    users = [a.split(":")[0].strip() for k, a in steps if k == "USER"]
+    users = [_expand(a, steps).split(":")[0].strip() for k, a in steps if k == "USER"]
     missing = []
     if "FROM" not in kinds:
         missing.append(MESSAGES["docker_no_from"])
     uncopied = [name for name in (APP_FILE, PART_FILES[0]) if not _copied(steps, name)]
     if uncopied:
         missing.append(_msg("docker_no_copy", missing=" and ".join(uncopied)))
-    if not users or users[-1] in ("root", "0"):
+    if not users or users[-1] in ("root", "0") or "$" in users[-1]:
         missing.append(MESSAGES["docker_root"])
     if "EXPOSE" not in kinds:
         missing.append(MESSAGES["docker_no_expose"])
@@ -879,6 +879,21 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if missing:
         return CheckResult(False, _msg("docker_missing", missing="; ".join(missing)))
     return CheckResult(True, _msg("docker_ok"))
+
+
+def _expand(value: str, steps: list[tuple[str, str]]) -> str:
+    """``value`` with ``$NAME`` and ``${NAME}`` replaced by the defaults the file's ARG and ENV
+    lines give (``ARG U=root`` then ``USER $U`` runs as root); a name with no default stays."""
+    import re
+
+    defaults: dict[str, str] = {}
+    for kind, arguments in steps:
+        if kind in ("ARG", "ENV"):
+            for name, _, default in (w.partition("=") for w in arguments.split()):
+                if default:
+                    defaults[name] = default.strip("\"'")
+    pattern = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+    return pattern.sub(lambda m: defaults.get(m.group(1), m.group(0)), value)
 
 
 #: The shells whose RUN lines hadolint checks with ShellCheck (SHELL ["pwsh", ...] turns it off).
