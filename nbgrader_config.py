@@ -35,4 +35,8 @@ c.ExecutePreprocessor.timeout = 120
 # course store that `make lab` sets.
 if "autograde" in sys.argv[1:3]:
     os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID (and a run MLFLOW_RUN_ID): inherited by
+    # the kernels, an id from another store would send a submission's runs to the wrong place.
+    for _name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(_name, None)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

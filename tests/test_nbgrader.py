@@ -21,7 +21,10 @@ pytestmark = pytest.mark.slow
 def _nbgrader(course: Path, *args: str) -> None:
     bin_dir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` by name
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    # What earlier in-process tests left in this worker's environment (mlflow.set_experiment exports
+    # MLFLOW_EXPERIMENT_ID) must not reach nbgrader's kernels.
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True, timeout=900
     )
