@@ -8,6 +8,7 @@ from the repository root all agree on one course-level layout.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,10 @@ MAIN_DATASET = DATA_DIR / "devops_metrics.csv"
 STORE_DIR = ROOT / "mlflow-store"
 
 
+#: A lab's id: two digits, an optional part letter, then the topic (``01_tracking``, ``05a_testing``).
+LAB_ID = re.compile(r"[0-9]{2}[a-z]?_[a-z0-9_]+")
+
+
 @dataclass(frozen=True)
 class Lab:
     """One lab: its id (the folder and notebook name) and the module holding its checks."""
@@ -30,9 +35,16 @@ class Lab:
     lab_id: str
 
     @property
+    def number(self) -> str:
+        """The lab's number as the course writes it: ``05`` for ``05_cicd``, ``05a`` for
+        ``05a_testing``. A lab that would take a student past an hour is split into parts that
+        keep its number and add a letter, so the other labs keep theirs."""
+        return self.lab_id.split("_", 1)[0]
+
+    @property
     def kit_module(self) -> str:
         """The lab's kit module (evidence, judgments, self-checks), which ships to students."""
-        return f"autograder.kit.lab{self.lab_id[:2]}"
+        return f"autograder.kit.lab{self.number}"
 
     @property
     def master(self) -> Path:
@@ -54,8 +66,14 @@ def discover_labs() -> dict[str, Lab]:
     """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb`` (or, in a student
     bundle, a ``labs/NN_topic/NN_topic.ipynb``). A lab's checks are its kit module
     (``autograder/kit/labNN.py``) and its entry in ``autograder.references.SPECS``."""
-    pattern = "[0-9][0-9]_*/[0-9][0-9]_*.ipynb"
-    found = sorted({p.stem for d in (SOLUTIONS_DIR, LABS_DIR) for p in d.glob(pattern) if p.parent.name == p.stem})
+    found = sorted(
+        {
+            p.stem
+            for d in (SOLUTIONS_DIR, LABS_DIR)
+            for p in d.glob("[0-9][0-9]*_*/*.ipynb")
+            if p.parent.name == p.stem and LAB_ID.fullmatch(p.stem)
+        }
+    )
     return {stem: Lab(stem) for stem in found}
 
 
