@@ -1,0 +1,103 @@
+"""``python -m autograder.kit.lab09_probe``: ask a Lab 09 submission's server what each role may do.
+
+Run by the grader inside the submission's sandbox, after the notebook (its server is gone by
+then). It reads a job (JSON on stdin), starts ``mlflow server --app-name basic-auth`` again on
+the submission's store and the submission's user database, as an administrator of its own
+(a fresh name and password, in a configuration file deleted once the server is up), gives the
+three role users fresh passwords, and asks the same questions as the notebook's self-checks:
+the access matrix (Task 1) and ``promote`` called with each role's own client (Task 3). It
+prints one JSON line carrying the job's nonce; the trusted grader judges it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from autograder.kit import lab09, lab09_server, labkit
+
+
+def _config(folder: Path, admin: str, password: str) -> Path:
+    """The probe's auth configuration: the lab's default permission, the submission's users."""
+    text = lab09_server.CONFIG.format(
+        database_uri=labkit.sqlite_uri(folder / lab09_server.AUTH_DB), admin=admin
+    )
+    path = folder / f"probe-{secrets.token_hex(6)}.ini"
+    path.write_text(f"{text}admin_password = {password}\n", encoding="utf-8")
+    return path
+
+
+def probe(job: dict[str, Any]) -> dict[str, Any]:
+    from mlflow.server import get_app_client
+
+    params, roles = job["params"], job["users"]
+    folder = Path(lab09.SERVER_DIR).resolve()
+    if not (folder / lab09_server.AUTH_DB).is_file():
+        return {
+            "access": {
+                "error": f"no user database {lab09.SERVER_DIR}/{lab09_server.AUTH_DB}: the notebook's "
+                "server never ran"
+            },
+            "promote": {"error": "the notebook's server never ran"},
+        }
+    admin = (f"grader-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    config = _config(folder, *admin)
+    os.environ[lab09.QUIET_LINKS] = "true"
+    running = lab09_server.start(
+        folder,
+        job["tracking_uri"],
+        labkit.artifact_root_for(job["tracking_uri"]) or "",
+        admin=admin[0],
+        admin_password=admin[1],
+        config=config,
+    )
+    config.unlink()
+    os.environ.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+    answer: dict[str, Any] = {}
+    try:
+        users = {}
+        with lab09_server.credentials(*admin):
+            auth = get_app_client("basic-auth", tracking_uri=running.url)
+            for role, name in roles.items():
+                password = secrets.token_urlsafe(16)
+                with contextlib.suppress(Exception):  # no such user: its logins fail, the judgment says so
+                    auth.update_user_password(name, password)
+                users[role] = (name, password)
+        try:
+            answer["access"] = lab09.probe_access(running.url, admin, users, params)
+        except Exception as exc:
+            answer["access"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        os.environ["MLFLOW_TRACKING_URI"] = running.url
+        try:
+            promote = lab09.load_promote(Path(lab09.GOVERNANCE_DIR).resolve())
+            answer["promote"] = lab09.probe_promote(running.url, admin, users, params, promote)
+        except BaseException as exc:  # the student's module may raise anything, even SystemExit
+            answer["promote"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    finally:
+        running.stop()
+    return answer
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    labkit.quiet_stack_warnings()
+    try:
+        answer = probe(job)
+    except Exception as exc:
+        answer = {
+            "access": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            "promote": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+        }
+    # The student's code ran in this process and may have written to stdout: the answer is the
+    # last line, and it carries the nonce the grader gave.
+    sys.stdout.write("\n" + json.dumps({**answer, "nonce": job["nonce"]}) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

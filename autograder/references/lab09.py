@@ -1,0 +1,98 @@
+"""Lab 09 references: the seeded history's events and its DORA metrics and cost, recomputed from
+the hidden seed (the history is a pure function of it), and the server probe run in the
+submission's sandbox (``autograder.kit.lab09_probe``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autograder.kit import lab09
+from autograder.kit import lab09_history as past
+from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
+
+
+def dora(history: Mapping[str, Any], price_per_hour: float) -> dict[str, float]:
+    """The lab's six numbers over the ``REPORT_DAYS`` days that end at the report's end."""
+    end = history["report_end_ms"]
+    start = end - lab09.REPORT_DAYS * past.DAY_MS
+    events = history["events"]
+    by_version = {run["version"]: run for run in history["runs"]}
+    window = [e for e in events if start < e["time_ms"] <= end]
+    deploys = [e for e in window if e["action"] == "promote"]
+    rollbacks = [e for e in window if e["action"] == "rollback"]
+    promoted_at = {e["version"]: e["time_ms"] for e in events if e["action"] == "promote"}
+    lead = [(e["time_ms"] - by_version[e["version"]]["commit_ms"]) / past.HOUR_MS for e in deploys]
+    failed = [
+        d
+        for d in deploys
+        if any(
+            e["action"] == "rollback" and e["previous"] == d["version"] and e["time_ms"] > d["time_ms"]
+            for e in events
+        )
+    ]
+    restore = [(e["time_ms"] - promoted_at[e["previous"]]) / past.HOUR_MS for e in rollbacks]
+    compute = sum(
+        (r["end_ms"] - r["start_ms"]) / past.HOUR_MS for r in history["runs"] if start < r["start_ms"] <= end
+    )
+    return {
+        "deployment_frequency": len(deploys) / (lab09.REPORT_DAYS / 7),
+        "lead_time_hours": float(statistics.median(lead)),
+        "change_failure_rate": len(failed) / len(deploys),
+        "time_to_restore_hours": float(statistics.median(restore)),
+        "compute_hours": compute,
+        "cost_usd": compute * price_per_hour,
+    }
+
+
+def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every expected value of the lab on these inputs (the data file is not used)."""
+    history = past.history(int(params["SEED"]))
+    return {
+        **lab09.expected_from_params(params),
+        "params": {k: params[k] for k in lab09.PARAMS if k in params},
+        "seeded_events": [
+            {"action": e["action"], "version": e["version"], "time_ms": e["time_ms"]}
+            for e in history["events"]
+        ],
+        "dora": dora(history, float(params["PRICE_PER_HOUR"])),
+    }
+
+
+def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
+    """Start the submission's server again in its sandbox and ask it what each role may do, and
+    what the student's promote() does with each role's client."""
+    params = exp["params"]
+    users = {
+        "data_scientist": params["DS_USER"],
+        "reviewer": params["REVIEWER_USER"],
+        "viewer": params["VIEWER_USER"],
+    }
+    exp["users"] = users
+    nonce = secrets.token_hex(16)
+    job = {"tracking_uri": runner.tracking_uri, "params": params, "users": users, "nonce": nonce}
+    done = runner.run_kit("autograder.kit.lab09_probe", [], json.dumps(job).encode())
+    answer = _answer(done.returncode, done.stdout, done.stderr, nonce)
+    ev["access"] = answer.get("access") or {"error": answer.get("error", "no answer")}
+    ev["promote"] = answer.get("promote") or {"error": answer.get("error", "no answer")}
+
+
+def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
+    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(answer, dict) and answer.get("nonce") == nonce:
+            return answer
+    if returncode is None:
+        return {"error": f"asking the server took longer than {RUN_TIMEOUT:g} s"}
+    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+    return {"error": tail[0][:300]}
+
+
+SPEC = LabSpec(lab=lab09, expected=expected, run_code=run_code)
