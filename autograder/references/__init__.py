@@ -24,6 +24,7 @@ MODULES: dict[str, str] = {
     "06_drift": "autograder.references.lab06",
     "07_versioning": "autograder.references.lab07",
     "08_serving": "autograder.references.lab08",
+    "09_governance": "autograder.references.lab09",
 }
 
 
