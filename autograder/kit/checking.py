@@ -25,7 +25,7 @@ import re
 import stat
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,37 @@ def report(result: CheckResult, label: str) -> None:
     if not result.passed:
         raise SelfCheckFailed(f"{label}: {result.message}")
     print(f"✔ {label}: {result.message}")
+
+
+#: A kit's checks: a self-check cell's id -> (its TODO's number, the judgment).
+Checks = Mapping[str, tuple[int, Judge]]
+
+
+def notebook_params(namespace: Mapping[str, Any], param_names: Iterable[str]) -> dict[str, Any]:
+    """The lab's parameters as the notebook's namespace holds them (a missing one is left out)."""
+    return {name: namespace[name] for name in param_names if name in namespace}
+
+
+def expected_values(
+    lab: str, params: Mapping[str, Any], from_params: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """What a self-check compares with: what the parameters alone say, then the values
+    shipped for the default inputs (``load_expected``) where they were made for ``params``."""
+    return {**from_params(params), **(load_expected(lab, params) or {})}
+
+
+def run_self_check(
+    checks: Checks, check_id: str, gather: Callable[[], tuple[Evidence, Mapping[str, Any]]]
+) -> None:
+    """The steps every kit's ``self_check`` shares: look the check up, gather the evidence and
+    the expected values (``gather``, the kit's own part) and judge them with logs and warnings
+    silenced, then print the pass line or raise the one-line failure. An unknown ``check_id``
+    fails before anything is read."""
+    todo, judge = checks[check_id]
+    with quiet():
+        ev, exp = gather()
+        result = judge_safely(judge, ev, exp)
+    report(result, LABEL.format(n=todo))
 
 
 def load_expected(lab: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -545,6 +576,14 @@ def same_param_value(logged: Any, expected: Any) -> bool:
         return math.isclose(float(logged), float(expected), rel_tol=1e-9)
     except (TypeError, ValueError):
         return False
+
+
+def message(messages: Mapping[str, str], key: str, **values: Any) -> str:
+    """The text of message ``key`` of a kit's ``messages`` with ``values`` filled in.
+
+    Every kit turns its keys into text here (``_msg = functools.partial(message, MESSAGES)``),
+    so another edition of the course (the Spanish one) has one place to change."""
+    return messages[key].format(**values)
 
 
 def names(mapping: Mapping[str, Any] | list[str]) -> str:

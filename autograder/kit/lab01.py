@@ -7,14 +7,14 @@ calls the same judgments with values it computed on hidden inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import labkit
+from autograder.kit import checking, labkit
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
@@ -23,8 +23,6 @@ from autograder.kit.checking import (
     earlier_experiment,
     experiment_record,
     is_plot,
-    judge_safely,
-    load_expected,
     logged_models,
     model_metadata,
     names,
@@ -32,9 +30,7 @@ from autograder.kit.checking import (
     pairs,
     png_summary,
     predictions,
-    quiet,
     read_artifact,
-    report,
     runs,
     same_param_value,
 )
@@ -114,8 +110,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 # --- Evidence -----------------------------------------------------------------------------
@@ -291,13 +286,13 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     import mlflow
     import pandas as pd
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
+    params = checking.notebook_params(namespace, PARAMS)
     active = mlflow.active_run()
-    with quiet():
+
+    def gather() -> tuple[Evidence, dict[str, Any]]:
         uri = mlflow.get_tracking_uri()
         ev = evidence(uri, params, active.info.run_id if active else None)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
+        exp = checking.expected_values(LAB, params, expected_from_params)
         if check_id == "check_todo5_model" and "y_pred" in exp and (ev.get("model") or {}).get("state") == "ready":
             rows = exp["rows"] if strict else exp["rows"][:20]
             exp["y_pred"] = exp["y_pred"][: len(rows)]
@@ -307,5 +302,6 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
                                                          .to_dict("records"))
             except Exception as exc:
                 ev["model"]["prediction_error"] = f"{type(exc).__name__}: {exc}"
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+        return ev, exp
+
+    checking.run_self_check(CHECKS, check_id, gather)

@@ -9,13 +9,14 @@ actually stored.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autograder.kit import checking
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
@@ -23,14 +24,11 @@ from autograder.kit.checking import (
     artifact_names,
     client,
     is_plot,
-    judge_safely,
-    load_expected,
     names,
     pairs,
     png_summary,
     quiet,
     read_artifact,
-    report,
     run_record,
     same_param_value,
 )
@@ -226,8 +224,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 # --- Evidence -----------------------------------------------------------------------------
@@ -639,11 +636,8 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     in a notebook may be a child left from an earlier try."""
     import mlflow
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
+    params = checking.notebook_params(namespace, PARAMS)
     active = mlflow.active_run()
-    with quiet():
-        ev = evidence(mlflow.get_tracking_uri(), params, active.info.run_id if active else None)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {}), "strict": strict}
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+    checking.run_self_check(CHECKS, check_id, lambda: (
+        evidence(mlflow.get_tracking_uri(), params, active.info.run_id if active else None),
+        {**checking.expected_values(LAB, params, expected_from_params), "strict": strict}))

@@ -15,14 +15,14 @@ split loses Task 5; test scores on the other runs lose Task 6.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import labkit
+from autograder.kit import checking, labkit
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
@@ -30,8 +30,6 @@ from autograder.kit.checking import (
     client,
     experiment_record,
     is_plot,
-    judge_safely,
-    load_expected,
     logged_models,
     model_metadata,
     names,
@@ -39,10 +37,8 @@ from autograder.kit.checking import (
     pairs,
     png_summary,
     predictions,
-    quiet,
     read_artifact,
     read_file,
-    report,
     run_record,
 )
 
@@ -244,8 +240,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 # --- Evidence -----------------------------------------------------------------------------
@@ -572,12 +567,12 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     import mlflow
     import pandas as pd
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
-    with quiet():
+    params = checking.notebook_params(namespace, PARAMS)
+
+    def gather() -> tuple[Evidence, dict[str, Any]]:
         uri = mlflow.get_tracking_uri()
         ev = evidence(uri, params)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
+        exp = checking.expected_values(LAB, params, expected_from_params)
         if check_id == "check_todo3_models" and "y_pred" in exp:
             rows = exp["rows"] if strict else exp["rows"][:SAMPLE_ROWS]
             exp["y_pred"] = {name: values[: len(rows)] for name, values in exp["y_pred"].items()}
@@ -591,5 +586,6 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
                     model["predictions"] = predictions(uri, model["uri"], records)
                 except Exception as exc:
                     model["prediction_error"] = f"{type(exc).__name__}: {exc}"
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+        return ev, exp
+
+    checking.run_self_check(CHECKS, check_id, gather)

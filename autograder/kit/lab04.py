@@ -16,6 +16,7 @@ grader's rows) come from the trusted references, on the grader's hidden inputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -23,21 +24,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import labkit
+from autograder.kit import checking, labkit
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
     artifact_names,
     client,
-    judge_safely,
-    load_expected,
     names,
     predictions,
-    quiet,
     read_artifact,
-    report,
     runs,
     version_run_name,
 )
@@ -241,8 +237,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 # --- Recording alias moves ----------------------------------------------------------------
@@ -731,12 +726,12 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     grader, instead, starts the recorded command itself and sends it rows of its own."""
     import mlflow
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
-    with quiet():
+    params = checking.notebook_params(namespace, PARAMS)
+
+    def gather() -> tuple[Evidence, dict[str, Any]]:
         uri = mlflow.get_tracking_uri()
         ev = evidence(uri, params)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
+        exp = checking.expected_values(LAB, params, expected_from_params)
         if labkit.sqlite_path(uri) is None:  # a remote store records no alias moves
             exp["moves_required"] = False
         serving = ev["serving"]
@@ -748,5 +743,6 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
                                                            serving["request_rows"])
             except Exception as exc:
                 serving["recorded_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+        return ev, exp
+
+    checking.run_self_check(CHECKS, check_id, gather)

@@ -12,30 +12,26 @@ the values shipped for the default inputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import labkit
+from autograder.kit import checking, labkit
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
     artifact_names,
     client,
     is_plot,
-    judge_safely,
-    load_expected,
     names,
     pairs,
     png_summary,
     predictions,
-    quiet,
     read_artifact,
-    report,
     runs,
     version_run_name,
 )
@@ -283,8 +279,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 def _fmt(value: Any) -> str:
@@ -837,12 +832,12 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     other inputs, only what needs no reference; the grader judges the rest)."""
     import mlflow
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
-    with quiet():
+    params = checking.notebook_params(namespace, PARAMS)
+
+    def gather() -> tuple[Evidence, dict[str, Any]]:
         uri = mlflow.get_tracking_uri()
         ev = evidence(uri, params)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
+        exp = checking.expected_values(LAB, params, expected_from_params)
         ev["rules"] = _rules_from_expected(ev, exp)
         reg = ev["registry"]
         if check_id == "check_todo6_retrain" and "challenger_pred" in exp and reg.get("exists"):
@@ -853,5 +848,6 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
                         "predictions": predictions(uri, f"models:/{params['MODEL_NAME']}/{version}", rows)}
                 except Exception as exc:
                     reg["predictions"][str(version)] = {"prediction_error": f"{type(exc).__name__}: {exc}"}
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+        return ev, exp
+
+    checking.run_self_check(CHECKS, check_id, gather)

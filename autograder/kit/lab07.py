@@ -21,6 +21,7 @@ against the values shipped for the default inputs.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import itertools
 import os
@@ -30,18 +31,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import labkit
+from autograder.kit import checking, labkit
 from autograder.kit.checking import (
-    LABEL,
     CheckResult,
     Evidence,
     Judge,
     client,
-    judge_safely,
-    load_expected,
-    quiet,
     read_file,
-    report,
     run_record,
     version_run_name,
 )
@@ -275,8 +271,7 @@ MESSAGES = {
 COMMIT_TAG = "git_commit"
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(checking.message, MESSAGES)
 
 
 def _short(sha: str | None) -> str:
@@ -1098,11 +1093,6 @@ def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False
     only what needs no reference; the grader judges the rest)."""
     import mlflow
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
-    with quiet():
-        ev = evidence(mlflow.get_tracking_uri(), params)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
-
+    params = checking.notebook_params(namespace, PARAMS)
+    checking.run_self_check(CHECKS, check_id, lambda: (
+        evidence(mlflow.get_tracking_uri(), params), checking.expected_values(LAB, params, expected_from_params)))
