@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from autograder import similarity
 from tests.conftest import LAB01, make_submission
@@ -124,19 +125,21 @@ def _class(tmp_path: Path) -> list[tuple[str, str, Path]]:
     ]
 
 
-def test_a_renamed_reformatted_copy_is_found_and_independent_work_is_not(tmp_path: Path) -> None:
-    pairs = similarity.class_similarity(_class(tmp_path))
-    assert [(p.a, p.b) for p in pairs] == [("alice", "bob")]
-    assert pairs[0].share > 0.9
-    assert [c[0] for c in pairs[0].cells] == ["todo2", "todo3", "todo4"]
-
-
-def test_a_small_class_flags_the_copy_too(tmp_path: Path) -> None:
-    """With fewer than five students nothing is discounted as an idiom of the class."""
-    subs = _class(tmp_path)
-    pairs = similarity.class_similarity([s for s in subs if s[0] in {"alice", "bob", "carol"}])
-    assert [(p.a, p.b) for p in pairs] == [("alice", "bob")]
-    assert not similarity.class_similarity([s for s in subs if s[0] in {"alice", "carol", "dave"}])
+@pytest.mark.parametrize(("students", "flagged"), [
+    (None, [("alice", "bob")]),
+    # With fewer than five students nothing is discounted as an idiom of the class.
+    ({"alice", "bob", "carol"}, [("alice", "bob")]),
+    ({"alice", "carol", "dave"}, []),
+], ids=["whole-class", "small-class-with-the-copy", "small-class-without-it"])
+def test_a_renamed_reformatted_copy_is_found_and_independent_work_is_not(
+    tmp_path: Path, students: set[str] | None, flagged: list[tuple[str, str]]
+) -> None:
+    subs = [s for s in _class(tmp_path) if students is None or s[0] in students]
+    pairs = similarity.class_similarity(subs)
+    assert [(p.a, p.b) for p in pairs] == flagged
+    for pair in pairs:  # the copy: nearly all of it, in each TODO Bob copied
+        assert pair.share > 0.9
+        assert [c[0] for c in pair.cells] == ["todo2", "todo3", "todo4"]
 
 
 def test_normalisation_hides_names_literals_comments_and_layout() -> None:
@@ -155,12 +158,14 @@ def test_the_report_shows_the_shared_code_side_by_side_escaped(tmp_path: Path) -
         ("todo1", "<script>alert(1)</script>", "x", 1.0)])])
 
 
-def test_files_that_are_not_notebooks_have_no_code_to_compare(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ['{"cells": "nope"}', "not json"], ids=["cells-not-a-list", "not-json"])
+def test_files_that_are_not_notebooks_have_no_code_to_compare(tmp_path: Path, text: str) -> None:
     bad = tmp_path / "x.ipynb"
-    bad.write_text('{"cells": "nope"}')
+    bad.write_text(text)
     assert similarity.todo_cells(bad) == {}
-    bad.write_text("not json")
-    assert similarity.todo_cells(bad) == {}
+
+
+def test_code_nested_too_deep_to_parse_is_still_normalised() -> None:
     deep = "(" * 5000 + ")" * 5000
     assert isinstance(similarity.normalise(deep), list)
 

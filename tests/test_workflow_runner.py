@@ -33,8 +33,8 @@ def quiet_run(tmp_path: Path, body: str, **options):
     return run(write(tmp_path, body), tmp_path, echo=None, **options)
 
 
-def test_jobs_run_after_what_they_need_whatever_the_file_order(tmp_path: Path) -> None:
-    result = quiet_run(tmp_path, """
+@pytest.mark.parametrize(("body", "ran", "jobs", "ok"), [
+    pytest.param("""
 on: push
 jobs:
   deploy:
@@ -45,37 +45,9 @@ jobs:
     steps: [{run: echo test >> "$GITHUB_WORKSPACE/log"}]
   build:
     steps: [{run: echo build >> "$GITHUB_WORKSPACE/log"}]
-""")
-    assert steps_log(tmp_path) == ["build", "test", "deploy"]
-    assert [j.id for j in result.jobs] == ["build", "test", "deploy"] and result.ok
-
-
-def test_a_failing_step_stops_its_job_and_the_jobs_that_need_it(tmp_path: Path) -> None:
-    result = quiet_run(tmp_path, """
-on: push
-jobs:
-  gate:
-    steps:
-      - run: echo gate >> log; exit 1
-      - run: echo after-gate >> log
-  promote:
-    needs: gate
-    steps: [{run: echo promote >> log}]
-  later:
-    needs: promote
-    steps: [{run: echo later >> log}]
-  unrelated:
-    steps: [{run: echo unrelated >> log}]
-""")
-    assert steps_log(tmp_path) == ["gate", "unrelated"]
-    status = {j.id: j.status for j in result.jobs}
-    assert status == {"gate": "failure", "promote": "skipped", "later": "skipped", "unrelated": "success"}
-    assert result.jobs[0].steps[0].code == 1 and result.jobs[0].steps[1].reason == workflow.TEXT["earlier_failed"]
-    assert "needs promote" in result.jobs[2].reason and result.status == "failure"
-
-
-def test_if_with_status_functions_for_steps_and_jobs(tmp_path: Path) -> None:
-    result = quiet_run(tmp_path, """
+""", ["build", "test", "deploy"], [("build", "success"), ("test", "success"), ("deploy", "success")], True,
+                 id="jobs-run-after-what-they-need-whatever-the-file-order"),
+    pytest.param("""
 on: push
 jobs:
   a:
@@ -100,9 +72,55 @@ jobs:
   d:
     needs: a
     steps: [{run: echo d >> log}]
+""", ["on-failure", "always", "b-after-failure", "c-always"],
+                 [("a", "failure"), ("b", "success"), ("c", "success"), ("d", "skipped")], False,
+                 id="if-with-status-functions-for-steps-and-jobs"),
+    pytest.param("""
+on: push
+jobs:
+  j:
+    strategy:
+      matrix:
+        py: ["3.11", "3.12"]
+        os: [linux]
+        include: [{py: "3.12", extra: plus}]
+        exclude: [{py: "3.11", os: mac}]
+    steps: [{run: "echo ${{ matrix.py }}-${{ matrix.extra || 'no' }} >> log"}]
+""", ["3.11-no", "3.12-plus"], [("j", "success"), ("j", "success")], True,
+                 id="matrix-runs-each-combination"),
+])
+def test_which_steps_and_jobs_run(
+    tmp_path: Path, body: str, ran: list[str], jobs: list[tuple[str, str]], ok: bool
+) -> None:
+    """What ran (the log the steps wrote, in order) and how each job ended, in the order jobs ran."""
+    result = quiet_run(tmp_path, body)
+    assert steps_log(tmp_path) == ran
+    assert [(j.id, j.status) for j in result.jobs] == jobs
+    assert result.ok is ok
+
+
+def test_a_failing_step_stops_its_job_and_the_jobs_that_need_it(tmp_path: Path) -> None:
+    result = quiet_run(tmp_path, """
+on: push
+jobs:
+  gate:
+    steps:
+      - run: echo gate >> log; exit 1
+      - run: echo after-gate >> log
+  promote:
+    needs: gate
+    steps: [{run: echo promote >> log}]
+  later:
+    needs: promote
+    steps: [{run: echo later >> log}]
+  unrelated:
+    steps: [{run: echo unrelated >> log}]
 """)
-    assert steps_log(tmp_path) == ["on-failure", "always", "b-after-failure", "c-always"]
-    assert {j.id: j.status for j in result.jobs} == {"a": "failure", "b": "success", "c": "success", "d": "skipped"}
+    assert steps_log(tmp_path) == ["gate", "unrelated"]
+    status = {j.id: j.status for j in result.jobs}
+    assert status == {"gate": "failure", "promote": "skipped", "later": "skipped", "unrelated": "success"}
+    assert result.jobs[0].steps[0].code == 1 and result.jobs[0].steps[1].reason == workflow.TEXT["earlier_failed"]
+    assert "needs promote" in result.jobs[2].reason and result.status == "failure"
 
 
 def test_if_false_skips_with_the_reason_and_act_is_set(tmp_path: Path) -> None:
@@ -253,22 +271,6 @@ jobs:
     step = result.jobs[0].steps[0]
     assert step.status == "failure" and step.code is None and "timeout" in step.reason and step.seconds < 10
     assert steps_log(tmp_path) == ["after"]
-
-
-def test_matrix_runs_each_combination(tmp_path: Path) -> None:
-    quiet_run(tmp_path, """
-on: push
-jobs:
-  j:
-    strategy:
-      matrix:
-        py: ["3.11", "3.12"]
-        os: [linux]
-        include: [{py: "3.12", extra: plus}]
-        exclude: [{py: "3.11", os: mac}]
-    steps: [{run: "echo ${{ matrix.py }}-${{ matrix.extra || 'no' }} >> log"}]
-""")
-    assert steps_log(tmp_path) == ["3.11-no", "3.12-plus"]
 
 
 def test_schedule_and_workflow_dispatch_with_inputs(tmp_path: Path) -> None:
