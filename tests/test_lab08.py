@@ -47,7 +47,7 @@ MAX = {
 SERVICE_CHECKS = [k for k, (todo, _) in lab08.CHECKS.items() if todo <= 6]
 PARAMS = parameters_of(nbformat.read(LAB08.master, as_version=4))
 MASTER = {grade_id(c): c for c in nbformat.read(LAB08.master, as_version=4).cells}
-SHARE, WINDOW, TRAFFIC = 0.45, 20, 40
+SHARE, WINDOW, TRAFFIC, LOAD = 0.45, 20, 40, 60
 RECORDED = Path(__file__).with_name("lab08_evidence.json.gz")
 MAX_TODOS = {todo for todo, _ in lab08.CHECKS.values()}
 
@@ -88,12 +88,13 @@ def make_served(work: Path) -> dict[str, Any]:
     folder = work / lab08.SERVICE_DIR
     folder.mkdir()
     lab08.install_app(folder)
-    for todo in range(1, 7):
+    for todo in range(1, 8):
         name, body = part_source(todo)
         (folder / name).write_text(body, encoding="utf-8")
     x_train.to_csv(folder / lab08.REFERENCE_FILE, index=False)
-    rows = lab08.drive_rows(labkit.MAIN_DATASET, PARAMS["SEED"], PARAMS["TEST_SIZE"], TRAFFIC, WINDOW)
-    frames = {"traffic": pd.DataFrame(rows["traffic"]), "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:])}
+    rows = lab08.drive_rows(labkit.MAIN_DATASET, PARAMS["SEED"], PARAMS["TEST_SIZE"], TRAFFIC, WINDOW, LOAD)
+    frames = {"traffic": pd.DataFrame(rows["traffic"]), "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:]),
+              "load": pd.DataFrame(rows["load"])}
     predictions = {versions[run]: {k: [float(v) for v in model.predict(f)] for k, f in frames.items()}
                    for run, model in forests.items()}
     # As the grader does: the model of the challenger's run serves as champion.
@@ -115,13 +116,7 @@ def drive_with(served: dict[str, Any], changes: Changes | None = None) -> dict[s
     from fastapi.testclient import TestClient
 
     folder = served["work"] / f"service-{len(served['cache'])}"
-    shutil.copytree(served["folder"], folder)
-    for todo, edits in (changes or {}).items():
-        name, body = part_source(todo)
-        for old, new in edits:
-            assert old in body, (todo, old)
-            body = body.replace(old, new)
-        (folder / name).write_text(body, encoding="utf-8")
+    changed_folder(served, folder, changes)
     db = labkit.sqlite_path(served["uri"])
     for alias, version in served["exp"]["aliases"].items():
         lab08_serve.set_alias(db, PARAMS["MODEL_NAME"], alias, version)
@@ -141,8 +136,48 @@ def drive_with(served: dict[str, Any], changes: Changes | None = None) -> dict[s
     return found
 
 
-def verdicts(found: dict[str, Any], exp: dict[str, Any]) -> dict[str, CheckResult]:
-    return {check: lab08.judge_safely(lab08.CHECKS[check][1], {"service": found}, exp) for check in SERVICE_CHECKS}
+def changed_folder(served: dict[str, Any], folder: Path, changes: Changes | None) -> None:
+    """A copy of the solution's service folder at ``folder``, with ``changes`` made to its parts."""
+    shutil.copytree(served["folder"], folder)
+    for todo, edits in (changes or {}).items():
+        name, body = part_source(todo)
+        for old, new in edits:
+            assert old in body, (todo, old)
+            body = body.replace(old, new)
+        (folder / name).write_text(body, encoding="utf-8")
+
+
+def serve_with(served: dict[str, Any], changes: Changes | None = None) -> dict[str, Any]:
+    """Serve the solution parts with ``changes`` as the grader's driver does, a real process
+    started through the driver's launcher, the student's load test run through its relay (not
+    sandboxed here); the service's evidence."""
+    key = "serve " + json.dumps(changes or {}, sort_keys=True)
+    if key in served["cache"]:
+        return served["cache"][key]
+    import os
+
+    work = served["work"] / f"serve-{len(served['cache'])}"
+    changed_folder(served, work / lab08.SERVICE_DIR, changes)
+    job = {"model_name": PARAMS["MODEL_NAME"], "aliases": served["exp"]["aliases"], "share": SHARE,
+           "window": WINDOW, "rows": served["exp"]["rows"]}
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = served["uri"]
+    try:
+        found = lab08_serve.serve(job, work)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+    served["cache"][key] = found
+    return found
+
+
+LOAD_CHECKS = [*SERVICE_CHECKS, "check_todo7_load"]
+
+
+def verdicts(found: dict[str, Any], exp: dict[str, Any], checks: list[str] = SERVICE_CHECKS) -> dict[str, CheckResult]:
+    return {check: lab08.judge_safely(lab08.CHECKS[check][1], {"service": found}, exp) for check in checks}
 
 
 def failing(results: dict[str, CheckResult]) -> set[str]:
@@ -281,9 +316,11 @@ def record_all() -> None:
     import tempfile
 
     live = make_served(Path(tempfile.mkdtemp(prefix="lab08-record-")))
-    drives = {"solution": drive_with(live)}
+    drives = {"solution": drive_with(live), COPIED: drive_with(live, CHEATS[COPIED])}
     drives.update({mistake: drive_with(live, changes) for mistake, (changes, _, _) in MISTAKES.items()})
-    text = json.dumps({"exp": live["exp"], "drives": drives}, sort_keys=True) + "\n"
+    serves = {"solution": serve_with(live)}
+    serves.update({cheat: serve_with(live, changes) for cheat, changes in CHEATS.items()})
+    text = json.dumps({"exp": live["exp"], "drives": drives, "serves": serves}, sort_keys=True) + "\n"
     RECORDED.write_bytes(gzip.compress(text.encode(), mtime=0))
 
 
@@ -350,6 +387,132 @@ def test_a_made_up_p95_an_ignored_share_or_a_failed_rollback_fail_task_7() -> No
     assert not stale.passed and "other than the champion" in stale.message
     short = load_evidence(n=150)
     assert "150 requests" in lab08.judge_load(short, LOAD_EXP).message
+
+
+# --- The grader's own load test, and model loads counted in the service (recorded serves) ----
+
+COPIED = "the model copied at start-up, loaded from the copy per request"
+MADE_UP = "records made up, no request sent"
+HALF = "half the rows sent, their records repeated"
+#: Cheats the grader's driver must catch, each a change to the solution's parts.
+CHEATS: dict[str, Changes] = {
+    COPIED: {1: [('models[alias] = {"version": version, "model": mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")}',
+                  'uri = f"models:/{model_name}/{version}"\n        models[alias] = {"version": version, '
+                  '"model": mlflow.pyfunc.load_model(uri), "path": mlflow.artifacts.download_artifacts(uri, '
+                  'dst_path=__import__("tempfile").mkdtemp())}'),
+                 ('return float(loaded["model"].predict(', 'return float(mlflow.pyfunc.load_model(loaded["path"]).predict(')]},
+    MADE_UP: {7: [("    with httpx.Client(timeout=30) as http:\n",
+                   '    return [{"latency_ms": 40.0 + i % 9, "status": 200, "version": "1" if i % 3 else "2", '
+                   '"prediction": 180.0 + i} for i, _ in enumerate(rows)]\n    with httpx.Client(timeout=30) as http:\n')]},
+    HALF: {7: [("            return list(pool.map(call, rows))",
+                "            half = list(pool.map(call, rows[: len(rows) // 2]))\n"
+                "            return (half * 2)[: len(rows)]")]},
+}
+
+
+def served_load(found: dict[str, Any], exp: dict[str, Any]) -> CheckResult:
+    return lab08.judge_load({"service": found}, exp)
+
+
+def test_the_solution_served_by_the_driver_passes_every_service_check_and_its_load_test() -> None:
+    record = recorded()
+    found = record["serves"]["solution"]
+    results = verdicts(found, record["exp"], LOAD_CHECKS)
+    assert failing(results) == set(), {k: r.message for k, r in results.items()}
+    assert found["probe_loads"] == 0 and found["load_test"]["max_in_flight"] >= 2
+    assert len(found["load_test"]["relayed"]) == LOAD == len(found["load_test"]["records"])
+
+
+def test_a_model_copied_and_loaded_per_request_passes_the_hidden_store_but_not_the_counted_loads() -> None:
+    """Before: hiding the store's artifacts was the probe, and a copy made at start-up kept
+    answering. Now the driver's launcher counts every call of MLflow's loaders after start-up."""
+    record = recorded()
+    hidden_only = verdicts(record["drives"][COPIED], record["exp"])
+    assert hidden_only["check_todo1_model"].passed, hidden_only["check_todo1_model"].message
+    counted = verdicts(record["serves"][COPIED], record["exp"], LOAD_CHECKS)
+    assert failing(counted) == {"check_todo1_model"}, {k: r.message for k, r in counted.items()}
+    assert "loaded" in counted["check_todo1_model"].message and record["serves"][COPIED]["probe_loads"] >= LOAD
+
+
+def test_made_up_records_pass_the_notebooks_own_check_but_not_the_graders_load_test() -> None:
+    """Before: Task 7 was judged on the records the notebook logged, which need no request
+    (``load_evidence`` makes them up and they pass). Now the grader runs the load test on its own
+    service, and its relay saw no request."""
+    assert lab08.judge_load(load_evidence(), LOAD_EXP).passed
+    record = recorded()
+    result = served_load(record["serves"][MADE_UP], record["exp"])
+    assert not result.passed and f"received 0 prediction requests from your load test, for {LOAD} rows" in \
+        result.message, result.message
+    others = verdicts(record["serves"][MADE_UP], record["exp"])
+    assert failing(others) == set(), {k: r.message for k, r in others.items()}
+
+
+def test_records_of_half_the_rows_repeated_fail_the_graders_load_test() -> None:
+    record = recorded()
+    result = served_load(record["serves"][HALF], record["exp"])
+    assert not result.passed and f"received {LOAD // 2} prediction requests" in result.message, result.message
+
+
+def solution_load(**changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    import copy
+
+    record = recorded()
+    found = copy.deepcopy(record["serves"]["solution"])
+    found["load_test"].update(changes)
+    return found, record["exp"]
+
+
+def test_a_share_reported_from_the_setting_fails_the_graders_load_test() -> None:
+    """CANARY_SHARE written as the share, not measured: the records give another share, and
+    records rewritten to fit it no longer say what the service answered."""
+    found, exp = solution_load()
+    found["load_test"]["summary"]["challenger_share"] = PARAMS["CANARY_SHARE"]
+    result = served_load(found, exp)
+    assert not result.passed and "challenger_share=0.2" in result.message, result.message
+    fitted, exp = solution_load()
+    records, challenger = fitted["load_test"]["records"], exp["aliases"][lab08.CHALLENGER]
+    for i, r in enumerate(records):
+        r["version"] = challenger if i < round(PARAMS["CANARY_SHARE"] * len(records)) else exp["aliases"][lab08.CHAMPION]
+    fitted["load_test"]["summary"]["challenger_share"] = sum(r["version"] == challenger for r in records) / len(records)
+    result = served_load(fitted, exp)
+    assert not result.passed and "the service answered" in result.message, result.message
+
+
+def test_latencies_below_the_services_or_a_sequential_load_fail_the_graders_load_test() -> None:
+    found, exp = solution_load()
+    records = found["load_test"]["records"]
+    for r in records:
+        r["latency_ms"] = 0.1
+    found["load_test"]["summary"].update(p50_ms=0.1, p95_ms=0.1)
+    result = served_load(found, exp)
+    assert not result.passed and "the service alone took" in result.message, result.message
+    slow, exp = solution_load()
+    for r in slow["load_test"]["records"]:
+        r["latency_ms"] *= 50
+    latencies = [r["latency_ms"] for r in slow["load_test"]["records"]]
+    slow["load_test"]["summary"].update(p50_ms=lab08.percentile(latencies, 50), p95_ms=lab08.percentile(latencies, 95))
+    result = served_load(slow, exp)
+    assert not result.passed and "median latency" in result.message, result.message
+    sequential, exp = solution_load(max_in_flight=1)
+    result = served_load(sequential, exp)
+    assert not result.passed and "one at a time" in result.message, result.message
+
+
+def test_a_load_test_that_fails_or_is_missing_fails_task_7_with_its_reason() -> None:
+    found, exp = solution_load(error="NameError: name 'np' is not defined")
+    assert "NameError" in served_load(found, exp).message
+    assert "did not start" in served_load({"started": False, "error": "boom"}, exp).message
+
+
+@pytest.mark.slow
+def test_live_serves_give_the_recorded_verdicts(served: dict[str, Any]) -> None:
+    """The driver's real launcher and relay, now: the solution passes, each cheat fails."""
+    exp = served["exp"]
+    solution = verdicts(serve_with(served), exp, LOAD_CHECKS)
+    assert failing(solution) == set(), {k: r.message for k, r in solution.items()}
+    assert failing(verdicts(serve_with(served, CHEATS[COPIED]), exp, LOAD_CHECKS)) == {"check_todo1_model"}
+    for cheat in (MADE_UP, HALF):
+        assert failing(verdicts(serve_with(served, CHEATS[cheat]), exp, LOAD_CHECKS)) == {"check_todo7_load"}
 
 
 # --- The Dockerfile (TODO 8), linted by the real hadolint ------------------------------------

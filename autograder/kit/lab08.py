@@ -24,6 +24,7 @@ and the rollback the notebook ran are judged on the run it logged; the Dockerfil
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -47,6 +48,7 @@ from autograder.kit.checking import (
     client,
     judge_safely,
     load_expected,
+    message,
     quiet,
     read_artifact,
     read_file,
@@ -65,6 +67,13 @@ PART_FILES = ("svc_model.py", "svc_validate.py", "svc_metrics.py", "svc_audit.py
 REFERENCE_FILE = "reference.csv"
 DOCKERFILE = "Dockerfile"
 LOAD_FILE = "load_test.json"
+#: The load test's part (Task 7): the grader runs its functions against the service it started.
+LOAD_PART = "loadtest.py"
+#: Requests in flight at once in the grader's load test.
+LOAD_CONCURRENCY = 4
+#: Slack on a latency the load test reports against the relay's: the relay's interval lies
+#: inside the client's, on the same monotonic clock.
+LATENCY_SLACK_MS = 0.5
 #: The runs that log the two models: the one in service, and the one under test.
 CHAMPION_RUN, CHALLENGER_RUN = "rf-v1", "rf-v2"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -97,6 +106,7 @@ MESSAGES = {
     "what_4": "the audit trail",
     "what_5": "the canary",
     "what_6": "the drift signal",
+    "what_7": "the load test",
     "no_health": "GET /health answered {status}: {text}",
     "health_version": (
         "/health reports the versions {found}, but the aliases point to {expected}. Resolve the aliases "
@@ -197,6 +207,46 @@ MESSAGES = {
         "version predicts for row {row} of load_rows: record each answer's prediction, in the order of load_rows."
     ),
     "load_ok": "p50 {p50:.1f} ms, p95 {p95:.1f} ms, no error; challenger share {share:.2f}; rollback with no failed request.",
+    "load_failed": "the grader ran your load_test and summarize on its own service, and they failed: {error}",
+    "load_records": (
+        "load_test returned {found} records for the {expected} rows it was given: one record per row, in the order "
+        "of the rows."
+    ),
+    "load_summary": (
+        "summarize gave {metric}={found}, but its records give {expected}: compute each figure from the records "
+        "(np.percentile of the latencies; the share of records whose version is challenger_version)."
+    ),
+    "load_received": (
+        "the service received {found} prediction requests from your load test, for {expected} rows: send each row "
+        "once, and record what the service answered."
+    ),
+    "load_unsent": (
+        "record {row} has no matching request: the service never received row {row} (send the rows themselves, as "
+        "JSON)."
+    ),
+    "load_mismatch": (
+        "record {row} says status {status}, version {version}, prediction {prediction}, but the service answered "
+        "{answer}: record each answer as it came."
+    ),
+    "load_latency": (
+        "record {row} has latency_ms={found:.3f}, but the service alone took {served:.3f} ms to answer it: time "
+        "each call from before the request to after the answer (time.perf_counter)."
+    ),
+    "load_record_bad": (
+        'record {row} is not {{"latency_ms": <number>, "status": ..., "version": ..., "prediction": ...}}: {text}'
+    ),
+    "load_slow": (
+        "the records' median latency is {found:.1f} ms, but the service answered in {served:.1f} ms (median) and "
+        "the grader allows {limit:.1f} ms: time each call alone, not the wait for a free thread."
+    ),
+    "load_sequential": (
+        "the requests were sent one at a time (at most {found} in flight): send them `concurrency` at a time "
+        "(a ThreadPoolExecutor of that size)."
+    ),
+    "load_served_ok": (
+        "the grader's load test of {count} rows ran: p50 {p50:.1f} ms, p95 {p95:.1f} ms, error rate {errors:g}, "
+        "challenger share {share:.2f}, as the service measured them."
+    ),
     "no_dockerfile": "no {file} in {folder}/: write it in the TODO 8 cell.",
     "hadolint_failed": "hadolint could not lint the Dockerfile: {error}",
     "hadolint_findings": "hadolint reports {findings}.",
@@ -215,8 +265,7 @@ MESSAGES = {
 }
 
 
-def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+_msg = functools.partial(message, MESSAGES)
 
 
 # --- The rows sent ------------------------------------------------------------------------
@@ -227,10 +276,11 @@ def as_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return {f: (int(record[f]) if f == "concurrent_users" else float(record[f])) for f in labkit.FEATURES}
 
 
-def drive_rows(data_path: str | Path, seed: int, test_size: float, traffic: int, window: int) -> dict[str, list]:
+def drive_rows(data_path: str | Path, seed: int, test_size: float, traffic: int, window: int,
+               load: int = 0) -> dict[str, list]:
     """The rows a drive sends: ``traffic`` rows of the notebook's test split, ``probe`` rows while
-    the model's files are hidden, a window of ordinary rows (``drift_a``, also from the test split)
-    and a window of the feature-drift batch (``drift_b``)."""
+    the model's files are hidden, a window of ordinary rows (``drift_a``, also from the test split),
+    a window of the feature-drift batch (``drift_b``), and the ``load`` rows the load test sends."""
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
@@ -241,6 +291,7 @@ def drive_rows(data_path: str | Path, seed: int, test_size: float, traffic: int,
     return {
         "traffic": rows[:traffic],
         "drift_a": rows[traffic:traffic + window],
+        "load": rows[traffic + window:traffic + window + load],
         "probe": rows[-PROBE_ROWS:],
         "rollback": rows[-(PROBE_ROWS + ROLLBACK_BEFORE + ROLLBACK_AFTER):-PROBE_ROWS],
         "drift_b": [as_row(r) for r in drifted[labkit.FEATURES].head(window).to_dict("records")],
@@ -268,6 +319,17 @@ def malformed_cases(row: Mapping[str, Any]) -> list[dict[str, Any]]:
 def input_hash(features: Mapping[str, Any]) -> str:
     """The audit trail's hash of an input: sha256 of its JSON with sorted keys."""
     return hashlib.sha256(json.dumps(dict(features), sort_keys=True).encode()).hexdigest()
+
+
+def row_digest(row: Any) -> str | None:
+    """Which row a request carried, whatever number types the sender used (50 or 50.0): the hash
+    of its values as floats; None for a body that is not such a row."""
+    if not isinstance(row, dict):
+        return None
+    try:
+        return input_hash({str(k): float(v) for k, v in row.items() if not isinstance(v, bool)})
+    except (TypeError, ValueError):
+        return None
 
 
 # --- The driver (in the sandbox over HTTP, or in the kernel through TestClient) -----------
@@ -333,7 +395,8 @@ def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[
 
     ``hooks``: ``hide_model`` (a context manager that puts the model's files out of reach, or
     counts model loads; it yields a dict that gets ``loads``), ``rollback`` (move the challenger
-    alias to the champion's version; optional)."""
+    alias to the champion's version; optional), ``load_test`` (run the student's load test on
+    the rows given, through a relay that measures what the service received; optional)."""
     deadline = time.monotonic() + budget
     found: dict[str, Any] = {"started": True}
     health = http.get("/health")
@@ -352,6 +415,8 @@ def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[
         found["drift_metrics_a"] = _metrics_text(http)
         found["drift_b"] = _send(http, rows["drift_b"], deadline)
         found["drift_metrics_b"] = _metrics_text(http)
+    if "load_test" in hooks:
+        found["load_test"] = hooks["load_test"](rows.get("load") or [])
     with hooks["hide_model"]() as counted:
         found["probe"] = _send(http, rows["probe"], deadline)
     found["probe_loads"] = counted.get("loads")
@@ -520,7 +585,7 @@ def _service(ev: Evidence, todo: int) -> tuple[dict[str, Any] | None, CheckResul
     if not service:
         return None, CheckResult(False, _msg("not_run", reason="no evidence"))
     if not service.get("started"):
-        return None, CheckResult(False, _msg("not_started", what=MESSAGES[f"what_{todo}"],
+        return None, CheckResult(False, _msg("not_started", what=_msg(f"what_{todo}"),
                                              error=service.get("error", "no reason given")))
     return service, None
 
@@ -730,7 +795,7 @@ def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                                      abs_tol=PRED_RTOL)]
         if stale:
             return CheckResult(False, _msg("rollback_stale", version=version, stale=len(stale)))
-        note = MESSAGES["canary_rollback"]
+        note = _msg("canary_rollback")
     return CheckResult(True, _msg("canary_ok", found=found, count=len(served), observed=found / len(served),
                                   share=share, rollback=note))
 
@@ -774,7 +839,106 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
+#: The records' median latency may exceed the relay's by this factor plus this many ms (the
+#: client's own overhead on a busy machine), and no more.
+LATENCY_FACTOR, LATENCY_MARGIN_MS = 3.0, 100.0
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _same_answer(record: Mapping[str, Any], relayed: Mapping[str, Any]) -> bool:
+    """A record says what the relay saw the service answer: status, version, prediction."""
+    if record.get("status") != relayed.get("status") or str(record.get("version")) != str(relayed.get("version")):
+        return False
+    mine, theirs = _number(record.get("prediction")), _number(relayed.get("prediction"))
+    if mine is None or theirs is None:
+        return mine is None and theirs is None
+    return math.isclose(mine, theirs, rel_tol=PRED_RTOL, abs_tol=PRED_RTOL)
+
+
+def judge_served_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    """The grader's load test: the student's ``load_test`` and ``summarize`` ran against the
+    service the grader started, with its rows, through the driver's relay. The records must be
+    what the relay saw the service answer, row by row; the summary what the records give."""
+    service, failure = _service(ev, 7)
+    if failure:
+        return failure
+    found = service.get("load_test")
+    if not found:
+        return CheckResult(False, _msg("not_run", reason="no load test"))
+    if found.get("error"):
+        return CheckResult(False, _msg("load_failed", error=found["error"]))
+    rows, records, summary = exp["rows"].get("load") or [], found.get("records"), found.get("summary")
+    if not rows:
+        return CheckResult(False, _msg("not_run", reason="no rows for the load test"))
+    if not isinstance(records, list) or len(records) != len(rows):
+        return CheckResult(False, _msg("load_records", found=len(records) if isinstance(records, list) else 0,
+                                       expected=len(rows)))
+    latencies = []
+    for i, record in enumerate(records):
+        latency = _number(record.get("latency_ms")) if isinstance(record, dict) else None
+        if latency is None:
+            return CheckResult(False, _msg("load_record_bad", row=i, text=str(record)[:120]))
+        latencies.append(latency)
+    challenger = str(exp["aliases"][CHALLENGER])
+    recomputed = {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+                  "error_rate": sum(1 for r in records if r.get("status") != 200) / len(records),
+                  "challenger_share": sum(1 for r in records if str(r.get("version")) == challenger) / len(records)}
+    summary = summary if isinstance(summary, dict) else {}
+    for metric, value in recomputed.items():
+        given = _number(summary.get(metric))
+        if given is None or not math.isclose(given, value, rel_tol=1e-6, abs_tol=1e-9):
+            return CheckResult(False, _msg("load_summary", metric=metric, found=summary.get(metric),
+                                           expected=round(value, 6)))
+    relayed = found.get("relayed") or []
+    if len(relayed) != len(rows):
+        return CheckResult(False, _msg("load_received", found=len(relayed), expected=len(rows)))
+    pool: dict[str | None, list[dict[str, Any]]] = {}
+    for entry in relayed:
+        pool.setdefault(entry.get("digest"), []).append(entry)
+    served_ms = []
+    for i, (row, record) in enumerate(zip(rows, records, strict=True)):
+        same = pool.get(row_digest(row)) or []
+        if not same:
+            return CheckResult(False, _msg("load_unsent", row=i))
+        entry = same.pop(0)
+        if not _same_answer(record, entry):
+            answer = {k: entry.get(k) for k in ("status", "version", "prediction")}
+            return CheckResult(False, _msg("load_mismatch", row=i, status=record.get("status"),
+                                           version=record.get("version"), prediction=record.get("prediction"),
+                                           answer=answer))
+        served_ms.append(float(entry["ms"]))
+        if latencies[i] < served_ms[-1] - LATENCY_SLACK_MS:
+            return CheckResult(False, _msg("load_latency", row=i, found=latencies[i], served=served_ms[-1]))
+    limit = LATENCY_FACTOR * percentile(served_ms, 50) + LATENCY_MARGIN_MS
+    if recomputed["p50_ms"] > limit:
+        return CheckResult(False, _msg("load_slow", found=recomputed["p50_ms"], served=percentile(served_ms, 50),
+                                       limit=limit))
+    errors = sum(1 for r in records if r.get("status") != 200)
+    if errors:
+        return CheckResult(False, _msg("load_errors", count=errors))
+    for i, record in enumerate(records):
+        version, value = str(record.get("version")), float(record["prediction"])
+        want = (exp["predictions"].get(version) or {}).get("load")
+        if want is None:
+            return CheckResult(False, _msg("unknown_version", version=version,
+                                           expected=", ".join(sorted(exp["predictions"]))))
+        if not math.isclose(value, want[i], rel_tol=PRED_RTOL, abs_tol=PRED_RTOL):
+            return CheckResult(False, _msg("wrong_prediction", row=i, found=value, version=version, expected=want[i]))
+    if int(found.get("max_in_flight") or 0) < 2:
+        return CheckResult(False, _msg("load_sequential", found=found.get("max_in_flight")))
+    return CheckResult(True, _msg("load_served_ok", count=len(rows), p50=recomputed["p50_ms"],
+                                  p95=recomputed["p95_ms"], errors=recomputed["error_rate"],
+                                  share=recomputed["challenger_share"]))
+
+
 def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    """At grading, the load test the grader ran (``judge_served_load``); in the notebook's
+    self-check, the run the notebook logged."""
+    if "service" in ev:
+        return judge_served_load(ev, exp)
     load, run = ev.get("load") or {}, exp["load_run"]
     if not load.get("file"):
         return CheckResult(False, _msg("no_load_run", run=run, file=LOAD_FILE))
@@ -863,19 +1027,19 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     users = [_expand(a, steps).split(":")[0].strip() for k, a in steps if k == "USER"]
     missing = []
     if "FROM" not in kinds:
-        missing.append(MESSAGES["docker_no_from"])
+        missing.append(_msg("docker_no_from"))
     uncopied = [name for name in (APP_FILE, PART_FILES[0]) if not _copied(steps, name)]
     if uncopied:
         missing.append(_msg("docker_no_copy", missing=" and ".join(uncopied)))
     if not users or users[-1] in ("root", "0") or "$" in users[-1]:
-        missing.append(MESSAGES["docker_root"])
+        missing.append(_msg("docker_root"))
     if "EXPOSE" not in kinds:
-        missing.append(MESSAGES["docker_no_expose"])
+        missing.append(_msg("docker_no_expose"))
     shells = [_json_args(a) or [""] for k, a in steps if k == "SHELL"]
     if any(shell[0].rsplit("/", 1)[-1] not in POSIX_SHELLS for shell in shells):
-        missing.append(MESSAGES["docker_shell"])
+        missing.append(_msg("docker_shell"))
     if not _starts_service(_command(steps)):
-        missing.append(MESSAGES["docker_no_uvicorn"])
+        missing.append(_msg("docker_no_uvicorn"))
     if missing:
         return CheckResult(False, _msg("docker_missing", missing="; ".join(missing)))
     return CheckResult(True, _msg("docker_ok"))
@@ -1074,6 +1238,17 @@ def _count_loads() -> Any:
     finally:
         for mod, original in originals.items():
             mod.load_model = original
+
+
+def import_part(folder: Path, name: str) -> Any:
+    """The module ``name`` of the service's folder, imported afresh (the file as it is now)."""
+    import importlib
+
+    sys.modules.pop(name, None)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
 
 
 def in_kernel_app(folder: Path, namespace: Mapping[str, Any], audit: Path) -> Any:

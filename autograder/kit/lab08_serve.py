@@ -12,6 +12,16 @@ a child of this process as the same user. So this process makes itself undumpabl
 starts anything (the service can neither write its answer nor read its memory), and its answer
 carries the job's ``nonce``, which the grader requires: a line printed by anyone else is ignored.
 The Dockerfile linted is ``dockerfile``, the text the grader read itself.
+
+Two measurements the service's code cannot touch:
+
+* model loads: the service starts through this module's launcher (``LAUNCHER``), which wraps
+  MLflow's loaders before the submission's code is imported and writes one byte per load into
+  a pipe this process reads; loads after start-up (before any rollback) are loads per request,
+  whatever path or copy they load from (the store's ``artifacts/`` is also hidden meanwhile);
+* the load test: the student's ``load_test`` runs in a child process of its own against a
+  relay (``Relay``) this process owns, which forwards to the service and keeps, per request,
+  the row it carried, what the service answered and how long the service took.
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,58 @@ from autograder.kit import lab08, labkit
 #: Seconds the service may take to answer /health (imports and two models: a few seconds).
 START_TIMEOUT = 60.0
 AUDIT_NAME = ".grader-audit.jsonl"
+#: Seconds the student's load test may take (a few hundred requests: seconds).
+LOAD_TIMEOUT = 60.0
+#: The most requests the relay keeps, and the largest body it reads.
+MAX_RELAYED, MAX_BODY = 5000, 1 << 16
+
+#: How the service starts (``python -c LAUNCHER host port``): MLflow's loaders wrapped, each call
+#: one byte into the pipe ``LAB08_LOADS_FD`` (never blocking: a full pipe already says enough),
+#: then uvicorn on the given wiring's factory. Self-contained: no import of this package.
+LAUNCHER = """
+import os, sys
+sys.path.insert(0, os.getcwd())
+fd = int(os.environ.pop("LAB08_LOADS_FD"))
+os.set_blocking(fd, False)
+import mlflow.pyfunc, mlflow.sklearn
+try:
+    import skops.io
+except ImportError:
+    skops = None
+
+def counted(module, name):
+    original = getattr(module, name, None)
+    if original is None:
+        return
+    def load(*args, **kwargs):
+        try:
+            os.write(fd, b"1")
+        except OSError:
+            pass
+        return original(*args, **kwargs)
+    load.__doc__ = original.__doc__
+    setattr(module, name, load)
+
+for module, name in ((mlflow.pyfunc, "load_model"), (mlflow.pyfunc, "load_pyfunc"), (mlflow.sklearn, "load_model"),
+                     (skops and skops.io, "load")):
+    if module:
+        counted(module, name)
+import uvicorn
+uvicorn.run("service:from_env", factory=True, host=sys.argv[1], port=int(sys.argv[2]), access_log=False)
+"""
+
+#: The student's load test, in a process of its own (``python -c LOAD_RUNNER``): the job on
+#: stdin, its records and summary as the last line of stdout.
+LOAD_RUNNER = """
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+job = json.load(sys.stdin)
+import loadtest
+records = loadtest.load_test(job["url"], job["rows"], job["concurrency"])
+summary = loadtest.summarize(records, job["challenger"])
+print()
+print(json.dumps({"records": records, "summary": summary}, default=str))
+"""
 
 
 def free_port() -> int:
@@ -72,6 +136,161 @@ def hidden_artifacts(db: Path) -> Iterator[dict[str, Any]]:
     finally:
         if moved:
             away.rename(folder)
+
+
+class LoadCounter:
+    """The read end of the launcher's pipe: how many times the service called a model loader."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.total = 0
+
+    def loads(self) -> int:
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.read_fd, 65536):
+                self.total += len(chunk)
+        return self.total
+
+    def close_writer(self) -> None:
+        """Once the service holds its copy: the number is closed once only (it may be reused)."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        self.close_writer()
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+
+@contextlib.contextmanager
+def probe(db: Path, counter: LoadCounter, since: int) -> Iterator[dict[str, Any]]:
+    """The probe's window: the store's artifacts hidden, and, when it ends, the loads counted
+    since ``since`` (the count once the service answered /health: start-up is over)."""
+    counted: dict[str, Any] = {}
+    try:
+        with hidden_artifacts(db):
+            yield counted
+    finally:
+        counted["loads"] = counter.loads() - since
+
+
+class Relay:
+    """A loopback HTTP relay between the student's load test and the service: what the service
+    really received (the row each ``/predict`` carried), what it answered, and how long it took,
+    measured here, where neither the load test nor the service reaches."""
+
+    def __init__(self, upstream: str) -> None:
+        import httpx
+
+        self.client = httpx.Client(base_url=upstream, timeout=30)
+        self.relayed: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                relay.forward(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                relay.forward(self, "POST")
+
+        self.server = ThreadingHTTPServer((lab08.HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{lab08.HOST}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Relay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.client.close()
+
+    def forward(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        import httpx
+
+        length = int(handler.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            handler.close_connection = True
+        body = handler.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        started = time.perf_counter()
+        try:
+            response = self.client.request(method, handler.path, content=body,
+                                           headers={"content-type": handler.headers.get("Content-Type") or
+                                                    "application/json"})
+            status, content = response.status_code, response.content[:lab08.MAX_TEXT]
+            kind = response.headers.get("content-type", "application/json")
+        except httpx.HTTPError as exc:
+            status, content, kind = 502, f"relay: {type(exc).__name__}".encode(), "text/plain"
+        ms = (time.perf_counter() - started) * 1000
+        with self.lock:
+            self.in_flight -= 1
+            if method == "POST" and handler.path.split("?")[0] == "/predict" and len(self.relayed) < MAX_RELAYED:
+                self.relayed.append(_relayed(body, status, content, ms))
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(len(content)))
+        handler.end_headers()
+        handler.wfile.write(content)
+
+
+def _relayed(body: bytes, status: int, content: bytes, ms: float) -> dict[str, Any]:
+    """One relayed request as data: the row it carried, the answer's fields, the service's time."""
+    try:
+        row, answer = json.loads(body), json.loads(content)
+    except ValueError:
+        row, answer = None, None
+    answer = answer if isinstance(answer, dict) else {}
+    return {"digest": lab08.row_digest(row), "status": status, "ms": ms,
+            **{k: lab08._small(answer.get(k)) for k in ("version", "prediction")}}
+
+
+def run_load_test(folder: Path, url: str, rows: list[Any], challenger: str) -> dict[str, Any]:
+    """The student's ``load_test`` and ``summarize`` (their ``loadtest.py``) run in a process of
+    their own against ``url``: their records and summary, as data, or why not."""
+    if not (folder / lab08.LOAD_PART).is_file():
+        return {"error": f"no {lab08.LOAD_PART} in {lab08.SERVICE_DIR}/ (run the TODO 7 cell)"}
+    job = {"url": url, "rows": rows, "concurrency": lab08.LOAD_CONCURRENCY, "challenger": challenger}
+    env = {k: v for k, v in os.environ.items() if k not in ("CANARY_SHARE", "MODEL_NAME")}
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen([sys.executable, "-c", LOAD_RUNNER], cwd=folder, env=env, stdin=subprocess.PIPE,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                process.communicate(json.dumps(job).encode(), timeout=LOAD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return {"error": f"load_test did not finish within {LOAD_TIMEOUT:g} s"}
+        finally:
+            _stop(process)
+        out.seek(0)
+        text = out.read(8 * lab08.MAX_TEXT).decode("utf-8", "replace")
+    lines = text.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"error": " | ".join(lines[-3:])[-400:] or f"it exited with {process.returncode}"}
+    records = answer.get("records")
+    kept = [{k: lab08._small(r.get(k)) for k in ("latency_ms", "status", "version", "prediction")}
+            if isinstance(r, dict) else str(r)[:200] for r in records[:MAX_RELAYED]] if isinstance(records, list) else None
+    summary = answer.get("summary")
+    return {"records": kept, "summary": {str(k)[:40]: lab08._small(v) for k, v in list(summary.items())[:10]}
+            if isinstance(summary, dict) else None}
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Any) -> str | None:
@@ -120,30 +339,43 @@ def serve(job: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     audit = workdir / AUDIT_NAME
     audit.unlink(missing_ok=True)
     port = free_port()
+    counter = LoadCounter()
     env = {**os.environ, "MODEL_NAME": job["model_name"], "CANARY_SHARE": str(job["share"]),
            "DRIFT_WINDOW": str(job["window"]), "AUDIT_LOG": str(audit),
-           "REFERENCE_DATA": str(folder / lab08.REFERENCE_FILE), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "service:from_env", "--host", lab08.HOST,
-            "--port", str(port), "--no-access-log"]
+           "REFERENCE_DATA": str(folder / lab08.REFERENCE_FILE), "PYTHONUNBUFFERED": "1",
+           "LAB08_LOADS_FD": str(counter.write_fd)}
+    argv = [sys.executable, "-c", LAUNCHER, lab08.HOST, str(port)]
     url = f"http://{lab08.HOST}:{port}"
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(counter.write_fd,))
+        except BaseException:
+            counter.close()
+            raise
+        counter.close_writer()
         try:
             error = _wait(url, process, log)
             if error:
                 return {"started": False, "error": error}
+            started = counter.loads()
             champion = str(job["aliases"][lab08.CHAMPION])
 
             def rollback() -> str:
                 set_alias(db, job["model_name"], lab08.CHALLENGER, champion)
                 return champion
 
-            hooks = {"hide_model": lambda: hidden_artifacts(db), "rollback": rollback}
+            def load_test(rows: list[Any]) -> dict[str, Any]:
+                with Relay(url) as relay:
+                    found = run_load_test(folder, relay.url, rows, str(job["aliases"][lab08.CHALLENGER]))
+                return {**found, "relayed": relay.relayed, "max_in_flight": relay.max_in_flight}
+
+            hooks = {"hide_model": lambda: probe(db, counter, started), "rollback": rollback, "load_test": load_test}
             with httpx.Client(base_url=url, timeout=30) as http:
                 return lab08.drive(http, job["rows"], audit, hooks)
         finally:
             _stop(process)
+            counter.close()
 
 
 def keep_to_myself() -> None:

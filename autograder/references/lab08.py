@@ -1,7 +1,8 @@
 """Lab 08 references: the two forests of the notebook's set-up cell, retrained on the grader's
-inputs (each one's predictions on the grader's rows), the Kolmogorov-Smirnov statistics of the
-drift windows against the training split, and the grader's own service settings (canary
-share, drift window), drawn from the hidden seed and never shipped with the kit's code."""
+inputs (each one's predictions on the grader's rows, the load test's included), the
+Kolmogorov-Smirnov statistics of the drift windows against the training split, and the grader's
+own service settings (canary share, drift window, load-test size), drawn from the hidden seed
+and never shipped with the kit's code."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def grader_settings(seed: int) -> tuple[float, int]:
     far from the notebook's defaults, and different for every hidden seed."""
     digest = hashlib.sha256(f"lab08-settings-{seed}".encode()).digest()
     return 0.30 + digest[0] % 20 / 100, 35 + digest[1] % 30
+
+
+def grader_load_count(seed: int) -> int:
+    """How many rows the grader's load test sends (100-139): not the notebook's LOAD_REQUESTS,
+    so that records made for the notebook's count do not fit."""
+    return 100 + hashlib.sha256(f"lab08-load-{seed}".encode()).digest()[0] % 40
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,12 +70,13 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     seed, test_size = int(params["SEED"]), float(params["TEST_SIZE"])
     share, window = grader_settings(seed)
     x_train, _ = _split(str(data_path), seed, test_size)
-    rows = lab08.drive_rows(data_path, seed, test_size, lab08.GRADER_TRAFFIC, window)
+    rows = lab08.drive_rows(data_path, seed, test_size, lab08.GRADER_TRAFFIC, window, grader_load_count(seed))
     load = pd.DataFrame(lab08.drive_rows(data_path, seed, test_size, int(params["LOAD_REQUESTS"]), 0)["traffic"],
                         columns=labkit.FEATURES)
     own = lab08.drive_rows(data_path, seed, test_size, lab08.SELF_TRAFFIC, int(params["DRIFT_WINDOW"]))
     frames = {"traffic": pd.DataFrame(rows["traffic"], columns=labkit.FEATURES),
-              "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:], columns=labkit.FEATURES)}
+              "rollback": pd.DataFrame(rows["rollback"][lab08.ROLLBACK_BEFORE:], columns=labkit.FEATURES),
+              "load": pd.DataFrame(rows["load"], columns=labkit.FEATURES)}
     return {
         **lab08.expected_from_params(params),
         "share": share,
@@ -95,7 +103,7 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
     # Swapped: the model of the challenger's run serves as champion.
     aliases = {lab08.CHAMPION: by_role[lab08.CHALLENGER_RUN], lab08.CHALLENGER: by_role[lab08.CHAMPION_RUN]}
     rows = lab08.drive_rows(data_path, int(exp["seed"]), float(exp["test_size"]), lab08.GRADER_TRAFFIC,
-                            int(exp["window"]))
+                            int(exp["window"]), grader_load_count(int(exp["seed"])))
     nonce = secrets.token_hex(16)  # the driver's answer carries it; the service never sees it
     job = {"model_name": exp["model_name"], "aliases": aliases, "share": exp["share"], "window": exp["window"],
            "rows": rows, "nonce": nonce, "dockerfile": ev["docker"].get("text")}
