@@ -1,7 +1,8 @@
 """Grade a whole class: find the submissions, grade them in parallel, resume after a stop.
 
 Each submission is graded exactly as ``autograder grade`` does (own directory, kernel and
-MLflow store), in a pool of worker processes. A worker writes its result file itself,
+MLflow store), as one task on Dask: a local cluster of worker processes by default, or the
+workers of any Dask scheduler (``Cluster``). A worker writes its result file itself,
 atomically, the moment it finishes: a batch stopped by Ctrl+C, a crash or a closed laptop
 keeps every grade it finished, and the same command started again grades only the rest.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -31,8 +33,10 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,32 +414,136 @@ def make_job(sub: Submission, root: Path, results_dir: Path, cell_timeout: float
     }
 
 
-def run_jobs(todo: list[dict[str, Any]], jobs: int, progress: bool = True) -> list[dict[str, Any]]:
-    """Grade ``todo`` on ``jobs`` worker processes with a progress bar."""
+@dataclass(frozen=True)
+class Cluster:
+    """Where a class is graded: one task per submission on Dask, on a local cluster of ``jobs``
+    worker processes (the default) or on the workers of the Dask scheduler at ``scheduler``
+    (``tcp://host:8786``: a SLURM cluster through dask-jobqueue, Kubernetes, ...). ``engine="pool"``
+    is the process pool that graded classes before Dask, kept to compare them (``make bench``)."""
+
+    jobs: int = 0  # local workers; 0: one per core
+    scheduler: str | None = None
+    engine: str = "dask"
+
+    def workers(self, tasks: int) -> int:
+        return max(1, min(self.jobs or os.cpu_count() or 1, tasks))
+
+
+def run_jobs(todo: list[dict[str, Any]], jobs: int | Cluster, progress: bool = True) -> list[dict[str, Any]]:
+    """Grade ``todo`` with a progress bar: on Dask (``jobs`` local workers, or a ``Cluster``)."""
+    cluster = jobs if isinstance(jobs, Cluster) else Cluster(jobs=jobs)
+    if not todo:
+        return []
+    if cluster.engine == "pool":
+        return _run_on_pool(todo, cluster.workers(len(todo)), progress)
+    if cluster.engine != "dask":
+        raise ValueError(f"no such grading engine: {cluster.engine!r} (dask or pool)")
+    return _run_on_dask(todo, cluster, progress)
+
+
+def _failed_record(job: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """The row of a submission whose grading process died: recorded, and the batch goes on."""
+    return {"path": job["display"], "student_id": job["student_id"], "lab": job["lab_hint"],
+            "score": 0.0, "max_score": 0.0, "checks": [], "errors": [f"worker failed: {exc!r}"],
+            "restored": [], "seconds": 0.0, "submitted_at": job["submitted_at"]}
+
+
+def _collect(futures: dict[Any, dict[str, Any]], completed: Any, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     records: list[dict[str, Any]] = []
-    if not todo:
-        return records
-    # spawn: the same behaviour on Linux, macOS and Windows, and no forked grader threads.
-    context = multiprocessing.get_context("spawn")
-    with (
-        ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool,
-        tqdm(total=len(todo), unit="nb", desc="grading", disable=not progress) as bar,
-    ):
-        futures = {pool.submit(grade_one, job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
+    with tqdm(total=len(futures), unit="nb", desc="grading", disable=not progress) as bar:
+        for future in completed:
             try:
                 records.append(future.result())
             except Exception as exc:  # a worker that died: record it, keep going
-                records.append(
-                    {"path": job["display"], "student_id": job["student_id"], "lab": job["lab_hint"],
-                     "score": 0.0, "max_score": 0.0, "checks": [], "errors": [f"worker failed: {exc!r}"],
-                     "restored": [], "seconds": 0.0, "submitted_at": job["submitted_at"]}
-                )
+                records.append(_failed_record(futures[future], exc))
             bar.update(1)
     return records
+
+
+def _run_on_pool(todo: list[dict[str, Any]], workers: int, progress: bool) -> list[dict[str, Any]]:
+    # spawn: the same behaviour on Linux, macOS and Windows, and no forked grader threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(grade_one, job): job for job in todo}
+        return _collect(futures, as_completed(futures), progress)
+
+
+def _run_on_dask(todo: list[dict[str, Any]], cluster: Cluster, progress: bool) -> list[dict[str, Any]]:
+    """One Dask task per submission. A local cluster's workers are separate processes with one
+    thread each (a grading is one sandboxed kernel: one core); its dashboard is off (it needs
+    bokeh, and a grader needs no web page)."""
+    from dask.distributed import Client, LocalCluster
+    from dask.distributed import as_completed as dask_completed
+
+    with contextlib.ExitStack() as stack:
+        if cluster.scheduler:
+            client = stack.enter_context(Client(cluster.scheduler, timeout="30s"))
+        else:
+            local = stack.enter_context(LocalCluster(n_workers=cluster.workers(len(todo)), threads_per_worker=1,
+                                                     processes=True, dashboard_address=None,
+                                                     silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(local))
+        futures = {client.submit(grade_task, job, key=f"grade-{i}-{job['sha256'][:12]}", pure=False): job
+                   for i, job in enumerate(todo)}
+        try:
+            return _collect(futures, dask_completed(futures), progress)
+        finally:
+            client.cancel(list(futures))  # Ctrl+C: nothing left running on the cluster
+            with contextlib.suppress(Exception):
+                client.run(stop_grader)
+
+
+def stop_grader() -> None:
+    """Stop this worker's grading process (the client asks every worker when a class is done)."""
+    global _grader
+    with _grader_lock:
+        grader, _grader = _grader, None
+    if grader is not None:
+        grader.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a grading process: end when the Dask worker that started it is gone (killed, or
+    closed without ``stop_grader``), rather than live on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+#: This Dask worker's grading process (see ``grade_task``).
+_grader: ProcessPoolExecutor | None = None
+_grader_lock = threading.Lock()
+
+
+def grade_task(job: dict[str, Any]) -> dict[str, Any]:
+    """A Dask task: grade one submission in this worker's own grading process.
+
+    Dask runs a task in a worker thread, where no SIGALRM watchdog can be armed; the grading
+    process runs ``grade_one`` in its main thread, exactly as the process pool did, and lives
+    as long as the worker (MLflow and the grader are imported once per worker, not per
+    submission). A grading process that dies fails its own submission only; the next task
+    starts a new one."""
+    global _grader
+    with _grader_lock:
+        if _grader is None:
+            # Dask starts its workers as daemons, and a daemon may not start processes.
+            multiprocessing.current_process().daemon = False
+            _grader = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
+        grader = _grader
+    try:
+        return grader.submit(grade_one, job).result()
+    except BrokenProcessPool:
+        with _grader_lock:
+            if _grader is grader:
+                _grader = None
+        raise
 
 
 @dataclass
@@ -506,7 +614,7 @@ def kept_policy(out: Path) -> Any:
 def grade_class(
     source: Path,
     out: Path,
-    jobs: int | None = None,
+    jobs: int | Cluster | None = None,
     due: datetime | None = None,
     cell_timeout: float = 120.0,
     total_timeout: float = 600.0,
