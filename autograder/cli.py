@@ -9,11 +9,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
 from pathlib import Path
 
 from autograder.grade import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from autograder.results import GradeResult
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def one_line_errors(key_error: str = "{}") -> Callable[[Command], Command]:
+    """A command's bad input (``ValueError``, ``OSError``, ``KeyError``) becomes the one line
+    ``error: ...`` on stderr and exit code 2, never a traceback. ``key_error`` says what a
+    missing key means to this command (``"no such lab: {}"``)."""
+
+    def decorate(command: Command) -> Command:
+        @wraps(command)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return command(args)
+            except KeyError as exc:
+                print(f"error: {key_error.format(exc.args[0] if exc.args else exc)}", file=sys.stderr)
+            except (ValueError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+        return run
+
+    return decorate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     cls.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
                      help="nbgrader's submitted/ layout, a folder of notebooks named by student, or a zip")
     cls.add_argument("--out", type=Path, required=True, metavar="DIR", help="where grades and feedback go")
-    cls.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: cores)")
+    cls.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="worker processes of the local Dask cluster (default: cores)")
+    cls.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="grade on the workers of this Dask scheduler (tcp://host:8786) instead of locally")
     cls.add_argument("--due", type=_datetime, default=None, metavar="WHEN",
                      help="due date, ISO 8601 (e.g. 2026-12-01T23:59+01:00; UTC if no offset): adds a late column")
     cls.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
@@ -88,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="JupyterLab on the labs, with the MLflow UI on the course store")
     lab.add_argument("--port", type=int, default=5000, help="the MLflow UI's port (default 5000)")
+
+    srv = sub.add_parser("class-server", help="run the class's MLflow server: PostgreSQL, logins, one workspace each")
+    srv.add_argument("--roster", type=Path, required=True, metavar="CSV", help="student_id,name,email: one account each")
+    srv.add_argument("--data", type=Path, default=Path("class-server"), metavar="DIR",
+                     help="where the database, the artifacts and the accounts are kept (default ./class-server)")
+    srv.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
+    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--workers", type=int, default=2, help="the server's worker processes (default 2)")
 
     st = sub.add_parser("store", help="print the course-level MLflow store's tracking URI")
     st.add_argument("--init", action="store_true", help="create the store first if it is missing")
@@ -228,21 +264,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+@one_line_errors()
 def cmd_class(args: argparse.Namespace) -> int:
-    from autograder.classroom import grade_class
+    from autograder.classroom import Cluster, grade_class
 
     sandboxed = _sandbox_choice(args)
     if sandboxed is None:
         return 2
     seed = -1 if args.course_data else args.seed
-    try:
-        if args.course_data and args.variants:
-            raise ValueError("--course-data and --variants exclude each other: one set of data per grading")
-        summary = grade_class(args.submissions, args.out, args.jobs, None, args.cell_timeout, args.timeout,
-                              sandboxed=sandboxed, seed=seed, options=_options(args))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.course_data and args.variants:
+        raise ValueError("--course-data and --variants exclude each other: one set of data per grading")
+    cluster = Cluster(jobs=args.jobs or 0, scheduler=args.scheduler)
+    summary = grade_class(args.submissions, args.out, cluster, None, args.cell_timeout, args.timeout,
+                          sandboxed=sandboxed, seed=seed, options=_options(args))
     print(f"graded {summary.graded_now}, kept {summary.kept} from an earlier run")
     _print_outputs(args.out)
     return 0
@@ -253,54 +287,42 @@ def _print_outputs(out: Path) -> None:
         print(f"  {out / name}")
 
 
+@one_line_errors(key_error="no such lab: {}")
 def cmd_release(args: argparse.Namespace) -> int:
     from autograder.release import build_bundle, build_student_bundles
 
-    try:
-        if args.roster is not None or args.variants is not None:
-            from autograder.roster import read_roster
-            from autograder.variants import read_secret
+    if args.roster is not None or args.variants is not None:
+        from autograder.roster import read_roster
+        from autograder.variants import read_secret
 
-            if args.roster is None or args.variants is None:
-                raise ValueError("per-student bundles need both --roster and --variants")
-            roster, secret = read_roster(args.roster), read_secret(args.variants)
-            out = args.out or Path("dist/students")
-            bundles = build_student_bundles(out, sorted(roster), secret, args.lab)
-            print(f"wrote {len(bundles)} bundles, one per student, in {out}")
-            return 0
-        bundle = build_bundle(args.out or Path("dist/student-bundle.zip"), args.lab)
-    except KeyError as exc:
-        print(f"error: no such lab: {exc.args[0]}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if args.roster is None or args.variants is None:
+            raise ValueError("per-student bundles need both --roster and --variants")
+        roster, secret = read_roster(args.roster), read_secret(args.variants)
+        out = args.out or Path("dist/students")
+        bundles = build_student_bundles(out, sorted(roster), secret, args.lab)
+        print(f"wrote {len(bundles)} bundles, one per student, in {out}")
+        return 0
+    bundle = build_bundle(args.out or Path("dist/student-bundle.zip"), args.lab)
     print(f"wrote {bundle}")
     return 0
 
 
+@one_line_errors()
 def cmd_variants(args: argparse.Namespace) -> int:
     from autograder.variants import create_secret
 
-    try:
-        create_secret(args.init)
-    except (FileExistsError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    create_secret(args.init)
     print(f"wrote a new instructor secret to {args.init}: keep it, never share it or commit it")
     return 0
 
 
+@one_line_errors()
 def cmd_similarity(args: argparse.Namespace) -> int:
     from autograder import similarity
     from autograder.classroom import submissions_of
 
-    try:
-        with submissions_of(args.submissions) as (_, subs):
-            pairs = similarity.class_similarity([(s.student_id, s.lab, s.path) for s in subs])
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with submissions_of(args.submissions) as (_, subs):
+        pairs = similarity.class_similarity([(s.student_id, s.lab, s.path) for s in subs])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "similarity.html").write_text(similarity.report_page(pairs), encoding="utf-8")
     for row in similarity.as_rows(pairs):
@@ -309,19 +331,16 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+@one_line_errors()
 def cmd_regrade(args: argparse.Namespace) -> int:
     from autograder.regrade import regrade
 
     sandboxed = _sandbox_choice(args)
     if sandboxed is None:
         return 2
-    try:
-        entries = regrade(args.submissions, args.out, args.lab, args.why, student=args.student, check=args.check,
-                          who=args.by, options=_options(args), jobs=args.jobs, cell_timeout=args.cell_timeout,
-                          total_timeout=args.timeout, sandboxed=sandboxed)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    entries = regrade(args.submissions, args.out, args.lab, args.why, student=args.student, check=args.check,
+                      who=args.by, options=_options(args), jobs=args.jobs, cell_timeout=args.cell_timeout,
+                      total_timeout=args.timeout, sandboxed=sandboxed)
     for e in entries:
         print(f"{e['student_id']} {e['lab']}: {e['old_score']} -> {e['new_score']}")
     print(f"regraded {len(entries)}; logged in {args.out / 'regrade-log.jsonl'}")
@@ -329,25 +348,22 @@ def cmd_regrade(args: argparse.Namespace) -> int:
     return 0
 
 
+@one_line_errors()
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder import classroom
 
-    try:
-        if not (args.out / "results").is_dir():
-            raise FileNotFoundError(f"{args.out}: no graded class here (run `class` first)")
-        options = _options(args)
-        if options.policy is None:
-            options.policy = classroom.kept_policy(args.out)
-        classroom._check_settings(args.out, options)
-        with classroom.submissions_of(args.submissions) as (root, subs):
-            done, todo = classroom.pending_jobs(subs, root, args.out / "results", 0, 0,
-                                                classroom.class_seed(args.out, None), options.secret)
-            if todo:
-                print(f"note: {len(todo)} submission(s) have no grade yet and are left out", file=sys.stderr)
-            classroom.write_class_outputs(done, args.out, options, subs)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if not (args.out / "results").is_dir():
+        raise FileNotFoundError(f"{args.out}: no graded class here (run `class` first)")
+    options = _options(args)
+    if options.policy is None:
+        options.policy = classroom.kept_policy(args.out)
+    classroom._check_settings(args.out, options)
+    with classroom.submissions_of(args.submissions) as (root, subs):
+        done, todo = classroom.pending_jobs(subs, root, args.out / "results", 0, 0,
+                                            classroom.class_seed(args.out, None), options.secret)
+        if todo:
+            print(f"note: {len(todo)} submission(s) have no grade yet and are left out", file=sys.stderr)
+        classroom.write_class_outputs(done, args.out, options, subs)
     _print_outputs(args.out)
     return 0
 
@@ -356,6 +372,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from autograder.launch import lab
 
     return lab(args.port)
+
+
+@one_line_errors()
+def cmd_class_server(args: argparse.Namespace) -> int:
+    from autograder.classserver import serve
+
+    return serve(args.roster, args.data, args.host, args.port, args.workers)
 
 
 def cmd_store(args: argparse.Namespace) -> int:
@@ -386,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             "similarity": cmd_similarity,
             "regrade": cmd_regrade,
             "export": cmd_export,
+            "class-server": cmd_class_server,
         }[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
