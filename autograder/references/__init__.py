@@ -22,6 +22,8 @@ MODULES: dict[str, str] = {
     "04_registry": "autograder.references.lab04",
     "05_cicd": "autograder.references.lab05",
     "06_drift": "autograder.references.lab06",
+    "06a_drift": "autograder.references.lab06a",
+    "06b_retraining": "autograder.references.lab06b",
     "07_versioning": "autograder.references.lab07",
     "08_serving": "autograder.references.lab08",
     "09_governance": "autograder.references.lab09",
