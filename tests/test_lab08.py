@@ -8,7 +8,11 @@ really hidden, the alias really moved in the store, then ``/reload``). Each typi
 one part changed, and costs its own task only: the model loaded per request, a ``/health``
 that hard-codes a version, no validation, metrics never incremented, an audit line without
 real hashes, the canary share ignored, a reload that keeps the old models, a constant drift
-gauge. The load test and the Dockerfile are judged on hand-made records and real ``hadolint``.
+gauge. The grader's driver itself (its launcher that counts model loads, its relay, the
+student's load test in a process of its own) serves the solution and three cheats: a model
+copied at start-up and loaded from the copy per request, load-test records made up, records of
+half the rows repeated; all four are recorded, and a slow test serves them live. The notebook's
+own load-test records and the Dockerfile are judged on hand-made records and real ``hadolint``.
 
 Slow tests grade three notebooks sandboxed on hidden inputs: the solution, the untouched
 student notebook, and the partial submission (Tasks 1, 2, 5 and 8) the nbgrader test shares.

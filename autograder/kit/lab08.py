@@ -16,9 +16,12 @@ sends rows, malformed requests and alias moves and keeps the raw answers:
 
 The trusted grader judges that raw data (statuses, bodies, ``/metrics`` text, audit lines)
 against its own references: each version's predictions on its rows, the Kolmogorov-Smirnov
-statistics of its drift windows, and a binomial test of the canary share. The load test
-and the rollback the notebook ran are judged on the run it logged; the Dockerfile on what
-``hadolint`` (run in the sandbox) and a reading of its instructions say.
+statistics of its drift windows, and a binomial test of the canary share. The load test is
+the student's ``load_test`` and ``summarize`` (``loadtest.py``), which the grader runs against
+the service it started, on rows and a count of its own, through a relay of its own that sees
+what the service really received and answered (the notebook's self-check judges the run the
+notebook logged instead); the Dockerfile is judged on what ``hadolint`` (run in the sandbox)
+and a reading of its instructions say.
 """
 
 from __future__ import annotations
@@ -415,8 +418,10 @@ def drive(http: Any, rows: Mapping[str, list], audit_path: Path, hooks: Mapping[
         found["drift_metrics_a"] = _metrics_text(http)
         found["drift_b"] = _send(http, rows["drift_b"], deadline)
         found["drift_metrics_b"] = _metrics_text(http)
-    if "load_test" in hooks:
+    if "load_test" in hooks:  # (bounded by its own timeout: its time is not the drive's)
+        started = time.monotonic()
         found["load_test"] = hooks["load_test"](rows.get("load") or [])
+        deadline += time.monotonic() - started
     with hooks["hide_model"]() as counted:
         found["probe"] = _send(http, rows["probe"], deadline)
     found["probe_loads"] = counted.get("loads")

@@ -13,12 +13,14 @@ starts anything (the service can neither write its answer nor read its memory), 
 carries the job's ``nonce``, which the grader requires: a line printed by anyone else is ignored.
 The Dockerfile linted is ``dockerfile``, the text the grader read itself.
 
-Two measurements the service's code cannot touch:
+Two measurements of this process:
 
 * model loads: the service starts through this module's launcher (``LAUNCHER``), which wraps
-  MLflow's loaders before the submission's code is imported and writes one byte per load into
-  a pipe this process reads; loads after start-up (before any rollback) are loads per request,
-  whatever path or copy they load from (the store's ``artifacts/`` is also hidden meanwhile);
+  MLflow's and skops' loaders before the submission's code is imported and writes one byte per
+  load into a pipe this process reads; loads after start-up (before any rollback) are loads per
+  request, whatever path, copy or cache they load from (the store's ``artifacts/`` is also
+  hidden during the probe). The wrappers live in the service's process: code that unwraps them
+  on purpose hides its loads, which no honest mistake does;
 * the load test: the student's ``load_test`` runs in a child process of its own against a
   relay (``Relay``) this process owns, which forwards to the service and keeps, per request,
   the row it carried, what the service answered and how long the service took.
@@ -47,8 +49,9 @@ from autograder.kit import lab08, labkit
 #: Seconds the service may take to answer /health (imports and two models: a few seconds).
 START_TIMEOUT = 60.0
 AUDIT_NAME = ".grader-audit.jsonl"
-#: Seconds the student's load test may take (a few hundred requests: seconds).
-LOAD_TIMEOUT = 60.0
+#: Seconds the student's load test may take (about a hundred requests: seconds; the whole
+#: driver has the grader's RUN_TIMEOUT).
+LOAD_TIMEOUT = 30.0
 #: The most requests the relay keeps, and the largest body it reads.
 MAX_RELAYED, MAX_BODY = 5000, 1 << 16
 
@@ -287,7 +290,7 @@ def run_load_test(folder: Path, url: str, rows: list[Any], challenger: str) -> d
         return {"error": " | ".join(lines[-3:])[-400:] or f"it exited with {process.returncode}"}
     records = answer.get("records")
     kept = [{k: lab08._small(r.get(k)) for k in ("latency_ms", "status", "version", "prediction")}
-            if isinstance(r, dict) else str(r)[:200] for r in records[:MAX_RELAYED]] if isinstance(records, list) else None
+            if isinstance(r, dict) else str(r)[:200] for r in records[:len(rows) + 1]] if isinstance(records, list) else None
     summary = answer.get("summary")
     return {"records": kept, "summary": {str(k)[:40]: lab08._small(v) for k, v in list(summary.items())[:10]}
             if isinstance(summary, dict) else None}
