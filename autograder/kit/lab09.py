@@ -171,10 +171,20 @@ MESSAGES = {
     "dora_no_plot": "run '{run}' has no artifact '{file}' showing a plot",
     "dora_no_expected": "the metrics are logged; the grader compares their values on its own inputs",
     "dora_ok": "DORA metrics and cost match the store: {summary}",
+    "flow_error": "the workflow could not be run: {error}",
+    "flow_no_schedule": "the workflow is not triggered by a schedule (on: schedule: - cron: '...'); it has: {events}",
+    "flow_bad_cron": "the cron line {cron!r} is not five fields (minute hour day month weekday)",
+    "flow_no_dispatch": "the workflow has no workflow_dispatch trigger, so nobody can start it by hand",
+    "flow_sequence": "with {scenario}, the workflow ran {found}; expected {expected} (in that order)",
+    "flow_option": "with {scenario}, '{command}' got {option} {found!r}, expected {expected!r}",
+    "flow_login": "with {scenario}, '{command}' logged in as {found}; it must log in as {expected} (vars.{var} "
+    "and secrets.{secret} in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
+    "flow_ok": "the schedule ({cron}) and workflow_dispatch start it; drift check, retrain, promote, release gate "
+    "and rollback run when they should, each as the right user",
 }
 
 
-def _msg(key: str, **values: Any) -> str:
+def _msg(key: str, /, **values: Any) -> str:
     return MESSAGES[key].format(**values)
 
 
@@ -567,6 +577,90 @@ def judge_dora(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     )
 
 
+def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
+    from autograder.kit import lab09_flow as flow_kit
+
+    flow = ev.get("flow") or {"error": "no evidence"}
+    if "error" in flow:
+        return CheckResult(False, _msg("flow_error", error=flow["error"]))
+    if "schedule" not in flow["events"] or not flow["cron"]:
+        return CheckResult(False, _msg("flow_no_schedule", events=", ".join(flow["events"]) or "nothing"))
+    bad = [c for c in flow["cron"] if len(c.split()) != 5]
+    if bad:
+        return CheckResult(False, _msg("flow_bad_cron", cron=bad[0]))
+    if "workflow_dispatch" not in flow["events"]:
+        return CheckResult(False, _msg("flow_no_dispatch"))
+    users = exp.get("users") or {}
+    names = {"ds": users.get("data_scientist"), "reviewer": users.get("reviewer")}
+    login_words = {
+        "ds": "the data scientist",
+        "reviewer": "the reviewer",
+        "none": "nobody",
+        "other": "someone else",
+    }
+    for name, found in flow["scenarios"].items():
+        scenario = flow_kit.SCENARIO_WORDS[name]
+        wanted = flow_kit.expected_calls(name, found["facts"])
+        ran = [str(c.get("command")) for c in found["calls"]]
+        if ran != [command for command, _ in wanted]:
+            return CheckResult(
+                False,
+                _msg(
+                    "flow_sequence",
+                    scenario=scenario,
+                    found=", ".join(ran) or "nothing",
+                    expected=", ".join(c for c, _ in wanted),
+                ),
+            )
+        for call, (command, opts) in zip(found["calls"], wanted, strict=True):
+            given = flow_kit.options(call.get("args") or [])
+            for option, value in opts.items():
+                got = given.get(option)
+                ok = (
+                    bool(got)
+                    if value is None
+                    else got is not None
+                    and (got == value or (option == "--max-rmse" and _same_number(got, value)))
+                )
+                if not ok:
+                    return CheckResult(
+                        False,
+                        _msg(
+                            "flow_option",
+                            scenario=scenario,
+                            command=command,
+                            option=option,
+                            found=got,
+                            expected=value or "some text",
+                        ),
+                    )
+            logins = flow_kit.LOGINS[command]
+            if logins is not None and (
+                call.get("password") not in logins or call.get("user") != names.get(call.get("password"))
+            ):
+                role = logins[-1]
+                return CheckResult(
+                    False,
+                    _msg(
+                        "flow_login",
+                        scenario=scenario,
+                        command=command,
+                        expected=login_words[role],
+                        found=f"{call.get('user')!r} with the password of {login_words.get(call.get('password'), '?')}",
+                        var="DS_USER" if role == "ds" else "REVIEWER_USER",
+                        secret="DS_PASSWORD" if role == "ds" else "REVIEWER_PASSWORD",
+                    ),
+                )
+    return CheckResult(True, _msg("flow_ok", cron=", ".join(flow["cron"])))
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return math.isclose(float(a), float(b))
+    except (TypeError, ValueError):
+        return False
+
+
 #: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
 CHECKS: dict[str, tuple[int, Judge]] = {
     "check_todo1_access": (1, judge_access),
@@ -574,6 +668,7 @@ CHECKS: dict[str, tuple[int, Judge]] = {
     "check_todo3_promote": (3, judge_promote),
     "check_todo4_audit": (4, judge_audit),
     "check_todo5_dora": (5, judge_dora),
+    "check_todo6_workflow": (6, judge_workflow),
 }
 
 
@@ -641,6 +736,16 @@ def probe_access(
         with server.credentials(*admin), contextlib.suppress(Exception):
             auth.delete_user(outsider[0])
     return answers
+
+
+def install_ops(folder: Path) -> Path:
+    """Copy the given operations (``lab09_ops.py``) into the governance folder as ``ops.py``."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "ops.py"
+    shutil.copyfile(Path(__file__).with_name("lab09_ops.py"), target)
+    return target
 
 
 def load_promote(folder: Path) -> Callable[..., Any]:
@@ -817,6 +922,17 @@ def self_check(check_id: str, namespace: Mapping[str, Any]) -> None:
                 }
             except Exception as exc:
                 ev = {"promote": {"error": f"{type(exc).__name__}: {exc}"}}
+            result = judge_safely(judge, ev, exp)
+        elif todo == 6:
+            import tempfile
+
+            from autograder.kit import lab09_flow
+
+            with tempfile.TemporaryDirectory(prefix="lab09-flow-") as tmp:
+                users = {"ds": namespace["DS_USER"], "reviewer": namespace["REVIEWER_USER"]}
+                ev = {
+                    "flow": lab09_flow.run(Path(GOVERNANCE_DIR) / lab09_flow.WORKFLOW_FILE, Path(tmp), users)
+                }
             result = judge_safely(judge, ev, exp)
         else:
             result = judge_safely(judge, evidence(namespace["STORE_URI"], params), exp)

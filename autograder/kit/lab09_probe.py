@@ -83,16 +83,34 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def flow(job: dict[str, Any]) -> dict[str, Any]:
+    """Task 6: the workflow file against probe operations (no server needed)."""
+    import tempfile
+
+    from autograder.kit import lab09_flow
+
+    users = {"ds": job["users"]["data_scientist"], "reviewer": job["users"]["reviewer"]}
+    path = Path(lab09.GOVERNANCE_DIR).resolve() / lab09_flow.WORKFLOW_FILE
+    if not path.is_file():
+        return {"error": f"{lab09.GOVERNANCE_DIR}/{lab09_flow.WORKFLOW_FILE} is missing: run the TODO 6 cell"}
+    with tempfile.TemporaryDirectory(prefix="lab09-flow-") as tmp:
+        return lab09_flow.run(path, Path(tmp), users)
+
+
 def main() -> None:
     job = json.loads(sys.stdin.read())
     labkit.quiet_stack_warnings()
     try:
-        answer = probe(job)
+        answer = {"flow": flow(job)}
     except Exception as exc:
-        answer = {
-            "access": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
-            "promote": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
-        }
+        answer = {"flow": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}}
+    try:
+        answer.update(probe(job))
+    except Exception as exc:
+        answer.update(
+            access={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            promote={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+        )
     # The student's code ran in this process and may have written to stdout: the answer is the
     # last line, and it carries the nonce the grader gave.
     sys.stdout.write("\n" + json.dumps({**answer, "nonce": job["nonce"]}) + "\n")

@@ -79,6 +79,7 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
     answer = _answer(done.returncode, done.stdout, done.stderr, nonce)
     ev["access"] = answer.get("access") or {"error": answer.get("error", "no answer")}
     ev["promote"] = answer.get("promote") or {"error": answer.get("error", "no answer")}
+    ev["flow"] = answer.get("flow") or {"error": answer.get("error", "no answer")}
 
 
 def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
