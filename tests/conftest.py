@@ -46,7 +46,7 @@ def solution_code(master_cell: NotebookNode) -> str:
 PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "04_registry": {1, 2, 3}, "05_cicd": {1, 4},
                                "06_drift": {4, 5, 6}, "06a_drift": {1, 2}, "06b_retraining": {2, 3},
                                "07_versioning": {1, 2, 3, 4},
-                               "08_serving": {1, 2, 5, 8}}
+                               "08_serving": {1, 2, 5, 8}, "09_governance": {2, 4, 6}}
 
 
 def partial_todos(lab: Lab) -> set[int]:
