@@ -1,7 +1,9 @@
-"""Lab 05, CI/CD for ML: evidence and judgments (no reference computation here).
+"""Labs 05a and 05b, CI/CD for ML: the evidence and judgments both parts share (no reference
+computation here). Each part's own module (``lab05a``: data validation, quality gate,
+behavioural tests; ``lab05b``: promotion and workflow) names its files, TODOs and checks.
 
-The student's work is four programs and a workflow file that the notebook writes into its
-folder (``pipeline/``); the evidence is what they did when they ran, as plain data: exit
+The student's work is four programs and a workflow file that the notebooks write into their
+folders (``pipeline/``); the evidence is what they did when they ran, as plain data: exit
 codes, the end of their output, the registry's tags and alias before and after.
 
 * In the notebook, a self-check reads the job history the notebook's CI runner (``run_step``)
@@ -21,7 +23,8 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,9 +45,9 @@ from autograder.kit.checking import (
     read_file,
     report,
     runs,
+    session,
 )
 
-LAB = "05_cicd"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
 PARAMS = ["EXPERIMENT_NAME", "CI_EXPERIMENT", "MODEL_NAME", "CHAMPION_RUN", "POOR_RUN", "CANDIDATE_RUN", "SEED",
           "TEST_SIZE"]
@@ -56,7 +59,9 @@ GATE_SCRIPT = "pipeline/validate_model.py"
 TEST_FILE = "pipeline/test_model_behaviour.py"
 PROMOTE_SCRIPT = "pipeline/promote_model.py"
 WORKFLOW = "pipeline/model-ci.yml"
-TODO_OF = {DATA_SCRIPT: 1, GATE_SCRIPT: 2, TEST_FILE: 3, PROMOTE_SCRIPT: 4, WORKFLOW: 5}
+#: A file last written more than this before the notebook's session started is an earlier
+#: session's (some filesystems keep modification times to the second or two).
+STALE_SLACK_MS = 2000
 
 GOOD_BATCH = "batch_no_drift.csv"  # in data/production/
 BAD_BATCH = "batch_bad.csv"  # made by the notebook's set-up, in batches/
@@ -84,11 +89,18 @@ OUTPUT_CHARS = 6000  # the end of a program's output kept as evidence
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
     "no_file": "no file {file}. Run the TODO {todo} cell: its first line, %%writefile {file}, writes the file.",
+    "stale_file": (
+        "{file} was written before this run of the notebook (by an earlier session). Run the TODO {todo} cell: "
+        "its first line, %%writefile {file}, writes the file again."
+    ),
     "no_setup": (
         "the registry has no version of '{name}' from the run '{run}'. Run the set-up cells above "
         "(from the top of the notebook)."
     ),
-    "not_run": "the job history ('{experiment}') has no run of {what}. Run the cell after TODO {todo}.",
+    "not_run": (
+        "the job history ('{experiment}') has no run of {what} since its file was last written. Run the cell "
+        "after TODO {todo}."
+    ),
     "crashed": "{what} crashed: {error}. Fix the script (the cell after TODO {todo} shows the whole error).",
     "timed_out": "{what} did not finish within its time limit.",
     "run_on": "{script} on {target}",
@@ -200,11 +212,12 @@ MESSAGES = {
     "promote_ok": "promote_model.py refused {refused} and promoted version {candidate}, with {tags}.",
     "promote_refusal_only": (
         "promote_model.py refused version {poor}, which has no validation_passed tag. (Version {candidate} "
-        "was refused too, correctly: it has no validation_passed=true yet. Do TODO 2, then run this again.)"
+        "was refused too, correctly: it has no validation_passed=true yet. {redo})"
     ),
+    "redo_setup": "Run the set-up cells again, from the top: they record the quality gate's verdict on it.",
     # TODO 5
     "workflow_todo": (
-        "TODO 5 is not done yet: {file} still holds the placeholder `raise NotImplementedError()`. Replace it "
+        "TODO {todo} is not done yet: {file} still holds the placeholder `raise NotImplementedError()`. Replace it "
         "(and `# YOUR CODE HERE`) with the workflow's `on:`, `env:` and `jobs:`."
     ),
     "workflow_invalid": "{file} does not follow GitHub's workflow schema (check-jsonschema): {details}",
@@ -273,6 +286,9 @@ MESSAGES = {
     "step_tests": "the behavioural tests",
     "step_gate": "the quality gate",
     "step_promote": "the promotion",
+    # Lab 05b's set-up: where each of Lab 05a's programs came from
+    "program_yours": "yours, copied from {source}",
+    "program_standin": "a stand-in that passes or fails on cue (Lab 05a's was not found, or its TODO is not done)",
 }
 EXAMPLES = {"data": 'python pipeline/validate_data.py "$BATCH"',
             "tests": "python -m pytest pipeline/test_model_behaviour.py", "gate": "python pipeline/validate_model.py ...",
@@ -290,16 +306,26 @@ def _num(value: Any) -> str:
 # --- Evidence -----------------------------------------------------------------------------
 
 
-def evidence(
-    tracking_uri: str, params: Mapping[str, Any], run_id: str | None = None, confine_to: Path | None = None
-) -> Evidence:
-    """What the folder and the store hold for this lab, as plain data. ``confine_to``: the
-    submission's folder, when the grader reads it (else the kernel's current folder)."""
+def evidence(tracking_uri: str, params: Mapping[str, Any], files: Iterable[str], confine_to: Path | None = None
+             ) -> Evidence:
+    """What the folder and the store hold for one part of the lab (its ``files``), as plain
+    data. ``confine_to``: the submission's folder, when the grader reads it (else the kernel's
+    current folder).
+
+    In a notebook's session (a self-check), a file written before the session started is
+    listed as ``stale``, and ``written_ms`` says when each file was last written: a check
+    judges this run of the notebook, not a file an earlier session left on disk."""
     folder = Path(confine_to) if confine_to is not None else Path.cwd()
     mlflow_client = client(tracking_uri)
-    found: Evidence = {"files": {rel: local_path(str(folder / rel), confine_to) is not None
-                                 and (folder / rel).is_file() for rel in TODO_OF}}
-    found["tests_defined"] = _test_names(read_file(str(folder / TEST_FILE), confine_to, limit=1 << 20))
+    present = {rel: local_path(str(folder / rel), confine_to) is not None and (folder / rel).is_file() for rel in files}
+    found: Evidence = {"files": present}
+    current = session(tracking_uri)
+    if current is not None and confine_to is None:
+        found["written_ms"] = {rel: (folder / rel).stat().st_mtime_ns // 1_000_000 for rel, ok in present.items() if ok}
+        found["stale"] = sorted(rel for rel, ms in found["written_ms"].items()
+                                if ms < current.started_ms - STALE_SLACK_MS)
+    if TEST_FILE in present:
+        found["tests_defined"] = _test_names(read_file(str(folder / TEST_FILE), confine_to, limit=1 << 20))
     found["versions"], found["champion"] = _registry(mlflow_client, params)
     found["history"] = _history(mlflow_client, params, confine_to)
     return found
@@ -361,7 +387,7 @@ def _history(mlflow_client: Any, params: Mapping[str, Any], confine_to: Path | N
             continue
         output = read_artifact(mlflow_client, run, "output.txt", confine_to) or b""
         steps.append({"name": run["name"], "args": args, "env": env if isinstance(env, dict) else {}, "code": code,
-                      "output": output.decode("utf-8", "replace")[-OUTPUT_CHARS:]})
+                      "output": output.decode("utf-8", "replace")[-OUTPUT_CHARS:], "start_ms": run["start_time"]})
     return steps
 
 
@@ -373,9 +399,21 @@ def _runs_file(args: list[str], name: str) -> bool:
     return any(a.replace("\\", "/").endswith(name) for a in args)
 
 
+def _ran_since_written(step: Mapping[str, Any], written_ms: Mapping[str, int]) -> bool:
+    """Whether a step ran after the program it runs was last written (``run_step`` records a
+    step when it ends): a step that ran an older version of the file does not count."""
+    for rel, ms in written_ms.items():
+        if (rel.endswith(".py") and _runs_file(step["args"], Path(rel).name)
+                and (step.get("start_ms") or 0) < ms):
+            return False
+    return True
+
+
 def history_runs(ev: Evidence, params: Mapping[str, Any]) -> dict[str, Any]:
     """The notebook's own CI steps, in the shape the grader's runs have (``run_code``)."""
-    steps, versions = ev.get("history", []), ev.get("versions", {})
+    written = ev.get("written_ms") or {}
+    steps = [s for s in ev.get("history", []) if _ran_since_written(s, written)]
+    versions = ev.get("versions", {})
 
     def newest(match: Any) -> dict[str, Any] | None:
         step = next((s for s in steps if match(s)), None)
@@ -466,7 +504,7 @@ def _tail(output: str, lines: int = 2) -> str:
     return " | ".join(kept[-lines:])[-400:] or "(no output)"
 
 
-def _program_problem(rec: Mapping[str, Any], what: str, todo: int) -> CheckResult | None:
+def _program_problem(rec: Mapping[str, Any], what: str, todo: int | None) -> CheckResult | None:
     """A run that timed out or crashed with a Python traceback."""
     if rec.get("code") is None:
         return CheckResult(False, _msg("timed_out", what=what))
@@ -475,9 +513,16 @@ def _program_problem(rec: Mapping[str, Any], what: str, todo: int) -> CheckResul
     return None
 
 
-def _need(ev: Evidence, rel: str) -> CheckResult | None:
+def _todo(exp: Mapping[str, Any], rel: str) -> int | None:
+    """The TODO of the part being judged that writes ``rel``."""
+    return (exp.get("todos") or {}).get(rel)
+
+
+def _need(ev: Evidence, exp: Mapping[str, Any], rel: str) -> CheckResult | None:
     if not ev.get("files", {}).get(rel):
-        return CheckResult(False, _msg("no_file", file=rel, todo=TODO_OF[rel]))
+        return CheckResult(False, _msg("no_file", file=rel, todo=_todo(exp, rel)))
+    if rel in (ev.get("stale") or []):
+        return CheckResult(False, _msg("stale_file", file=rel, todo=_todo(exp, rel)))
     return None
 
 
@@ -488,7 +533,7 @@ def _need_roles(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult | None:
     return None
 
 
-def _not_run(exp: Mapping[str, Any], script: str, target: str, todo: int) -> CheckResult:
+def _not_run(exp: Mapping[str, Any], script: str, target: str, todo: int | None) -> CheckResult:
     what = _msg("run_on", script=script, target=target)
     return CheckResult(False, _msg("not_run", experiment=exp["ci_experiment"], what=what, todo=todo))
 
@@ -498,7 +543,7 @@ def _target(ev: Evidence, exp: Mapping[str, Any], role: str) -> str:
 
 
 def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    problem = _need(ev, DATA_SCRIPT)
+    problem = _need(ev, exp, DATA_SCRIPT)
     if problem:
         return problem
     found = (ev.get("runs") or {}).get("data", {})
@@ -506,8 +551,9 @@ def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         rec, columns = found.get(case), spec["columns"]
         what = spec["what"] or MESSAGES["target_good"]
         if rec is None:
-            return _not_run(exp, "validate_data.py", GOOD_BATCH if case == "good" else BAD_BATCH, 1)
-        problem = _program_problem(rec, f"validate_data.py, on {what},", 1)
+            return _not_run(exp, "validate_data.py", GOOD_BATCH if case == "good" else BAD_BATCH,
+                            _todo(exp, DATA_SCRIPT))
+        problem = _program_problem(rec, f"validate_data.py, on {what},", _todo(exp, DATA_SCRIPT))
         if problem:
             return problem
         if not columns:
@@ -564,7 +610,7 @@ def _changes(rec: Mapping[str, Any], keys: tuple[str, ...], version: str) -> lis
 
 
 def judge_gate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    problem = _need(ev, GATE_SCRIPT) or _need_roles(ev, exp)
+    problem = _need(ev, exp, GATE_SCRIPT) or _need_roles(ev, exp)
     if problem:
         return problem
     found, r2 = (ev.get("runs") or {}).get("gate", {}), exp.get("r2") or {}
@@ -575,8 +621,8 @@ def judge_gate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         role = spec["role"]
         version, rec = version_of[role], found.get(case)
         if rec is None:
-            return _not_run(exp, "validate_model.py", _target(ev, exp, role), 2)
-        problem = _program_problem(rec, "validate_model.py", 2)
+            return _not_run(exp, "validate_model.py", _target(ev, exp, role), _todo(exp, GATE_SCRIPT))
+        problem = _program_problem(rec, "validate_model.py", _todo(exp, GATE_SCRIPT))
         if problem:
             return problem
         if spec["must"] == "fail":
@@ -606,7 +652,7 @@ def judge_gate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_tests(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    problem = _need(ev, TEST_FILE)
+    problem = _need(ev, exp, TEST_FILE)
     if problem:
         return problem
     defined = ev.get("tests_defined") or {}
@@ -624,7 +670,7 @@ def judge_tests(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     for case, spec in exp["tests_cases"].items():
         rec = found.get(case)
         if rec is None:
-            return _not_run(exp, "pytest", _target(ev, exp, "candidate"), 3)
+            return _not_run(exp, "pytest", _target(ev, exp, "candidate"), _todo(exp, TEST_FILE))
         results = rec.get("results") or {}
         if rec.get("code") is None:
             return CheckResult(False, _msg("timed_out", what=f"pytest {TEST_FILE}"))
@@ -661,7 +707,7 @@ def _promotion_record(tags: Mapping[str, str], version: str, reason: str | None)
 
 
 def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    problem = _need(ev, PROMOTE_SCRIPT) or _need_roles(ev, exp)
+    problem = _need(ev, exp, PROMOTE_SCRIPT) or _need_roles(ev, exp)
     if problem:
         return problem
     found = (ev.get("runs") or {}).get("promote", {})
@@ -671,8 +717,8 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         role = spec["role"]
         version, rec, run = version_of[role], found.get(case), exp["runs"][role]
         if rec is None:
-            return _not_run(exp, "promote_model.py", _target(ev, exp, role), 4)
-        problem = _program_problem(rec, "promote_model.py", 4)
+            return _not_run(exp, "promote_model.py", _target(ev, exp, role), _todo(exp, PROMOTE_SCRIPT))
+        problem = _program_problem(rec, "promote_model.py", _todo(exp, PROMOTE_SCRIPT))
         if problem:
             return problem
         after = rec.get("tags_after") or {}
@@ -690,7 +736,8 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
             if recorded:
                 return CheckResult(False, _msg("poor_tagged", version=version, run=run, tags=", ".join(recorded)))
             if must == "refuse_quietly":
-                return CheckResult(True, _msg("promote_refusal_only", poor=version_of["poor"], candidate=version))
+                return CheckResult(True, _msg("promote_refusal_only", poor=version_of["poor"], candidate=version,
+                                                   redo=MESSAGES[exp.get("redo", "redo_setup")]))
             refused.append(_msg("target_version", version=version, run=run))
             continue
         if rec["code"] != 0:
@@ -756,20 +803,20 @@ def _args_problem(record: Mapping[str, Any], exp: Mapping[str, Any]) -> CheckRes
 def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     """What the workflow runner ran, with probes for the four programs: everything passing, then
     each program failing in turn (``lab05_run.probe_run``)."""
-    problem = _need(ev, WORKFLOW)
+    problem = _need(ev, exp, WORKFLOW)
     if problem:
         return problem
     found = (ev.get("runs") or {}).get("workflow", {})
     run = found.get("run") or {"error": "no_answer", "detail": MESSAGES["unknown"]}
     if run.get("error") == "todo":
-        return CheckResult(False, _msg("workflow_todo", file=WORKFLOW))
+        return CheckResult(False, _msg("workflow_todo", file=WORKFLOW, todo=_todo(exp, WORKFLOW)))
     if run.get("error") == "yaml":
         return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=run.get("detail")))
     if run.get("error") == "no_answer":
         return CheckResult(False, _msg("workflow_no_answer", file=WORKFLOW, detail=run.get("detail")))
     schema = found.get("schema")
     if schema is None:
-        return _not_run(exp, "check_jsonschema", WORKFLOW, 5)
+        return _not_run(exp, "check_jsonschema", WORKFLOW, _todo(exp, WORKFLOW))
     if schema.get("code") != 0:
         return CheckResult(False, _msg("workflow_invalid", file=WORKFLOW, details=_schema_error(schema["output"])))
     if run.get("error"):
@@ -813,38 +860,41 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     return CheckResult(True, _msg("workflow_ok", file=WORKFLOW))
 
 
-#: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
-CHECKS: dict[str, tuple[int, Judge]] = {
-    "check_todo1_data": (1, judge_data),
-    "check_todo2_gate": (2, judge_gate),
-    "check_todo3_tests": (3, judge_tests),
-    "check_todo4_promote": (4, judge_promote),
-    "check_todo5_workflow": (5, judge_workflow),
-}
+@dataclass(frozen=True)
+class Part:
+    """One part of the lab (05a or 05b), as its kit module declares it."""
 
+    lab: str  # the lab id: the notebook's name, and the name of the expected values shipped
+    todos: Mapping[str, int]  # file the part writes -> the TODO that writes it
+    checks: Mapping[str, tuple[int, Judge]]  # check id -> (TODO number, judgment)
 
-# --- In the notebook ----------------------------------------------------------------------
+    def evidence(self, tracking_uri: str, params: Mapping[str, Any], run_id: str | None = None,
+                 confine_to: Path | None = None) -> Evidence:
+        return evidence(tracking_uri, params, self.todos, confine_to)
 
+    def expected_from_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {**expected_from_params(params), "todos": dict(self.todos)}
 
-def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
-    """Run one check from a test cell: print a pass line or raise a clear failure.
+    def self_check(self, check_id: str, namespace: Mapping[str, Any]) -> None:
+        """Run one check from a test cell: print a pass line or raise a clear failure.
 
-    Judges the steps the notebook's CI runner recorded (and, for the workflow, a run of it by
-    the workflow runner with probes, here in the kernel) against the values shipped for the
-    default inputs. The grader runs the same programs again, on inputs the notebook never saw."""
-    import mlflow
+        Judges the steps the notebook's CI runner recorded (and, for the workflow, a run of it
+        by the workflow runner with probes, here in the kernel) against the values shipped for
+        the default inputs. The grader runs the same programs again, on inputs the notebook
+        never saw."""
+        import mlflow
 
-    from autograder.kit import lab05_run
+        from autograder.kit import lab05_run
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
-    with quiet():
-        ev = evidence(mlflow.get_tracking_uri(), params)
-        exp = {**expected_from_params(params), **(load_expected(LAB, params) or {})}
-        ev["runs"] = history_runs(ev, params)
-        if check_id == "check_todo5_workflow" and ev["files"].get(WORKFLOW):
-            exp["workflow_vars"] = wf = workflow_vars()
-            ev["runs"]["workflow"]["run"] = lab05_run.probe_run(Path(WORKFLOW), exp["model_name"], wf["version"],
-                                                                wf["batch"], wf["tracking_uri"])
-        result = judge_safely(judge, ev, exp)
-    report(result, LABEL.format(n=todo))
+        todo, judge = self.checks[check_id]
+        params = {name: namespace[name] for name in PARAMS if name in namespace}
+        with quiet():
+            ev = self.evidence(mlflow.get_tracking_uri(), params)
+            exp = {**self.expected_from_params(params), **(load_expected(self.lab, params) or {})}
+            ev["runs"] = history_runs(ev, params)
+            if judge is judge_workflow and ev["files"].get(WORKFLOW) and WORKFLOW not in ev.get("stale", []):
+                exp["workflow_vars"] = wf = workflow_vars()
+                ev["runs"]["workflow"]["run"] = lab05_run.probe_run(Path(WORKFLOW), exp["model_name"], wf["version"],
+                                                                    wf["batch"], wf["tracking_uri"])
+            result = judge_safely(judge, ev, exp)
+        report(result, LABEL.format(n=todo))
