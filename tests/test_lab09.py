@@ -17,6 +17,7 @@ submission (Tasks 2, 4 and 6) that the nbgrader test shares.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -364,7 +365,13 @@ def test_the_server_enforces_the_masters_grants_and_refuses_a_too_strong_one(tmp
             "SERVER": running,
         }
         with lab09_server.credentials(*admin):
-            namespace["client"] = MlflowClient(running.url)
+            client = MlflowClient(running.url)
+            namespace.update(
+                client=client,
+                contextlib=contextlib,
+                TRAINING_ID=client.get_experiment_by_name(PARAMS["EXPERIMENT_NAME"]).experiment_id,
+                AUDIT_ID=client.get_experiment_by_name(PARAMS["AUDIT_EXPERIMENT"]).experiment_id,
+            )
             exec(source, namespace)  # noqa: S102 (the course's own master)
         users = {role: (name, passwords[name]) for role, name in USERS.items()}
         params = {**PARAMS, "SEED": 5}
@@ -382,9 +389,8 @@ def test_the_server_enforces_the_masters_grants_and_refuses_a_too_strong_one(tmp
         result = lab09.judge_promote({"promote": found}, {"audit_experiment": PARAMS["AUDIT_EXPERIMENT"]})
         assert result.passed, (result.message, found)
         with lab09_server.credentials(*admin):  # the mistake: the viewer gets EDIT on the model
-            get_app_client("basic-auth", tracking_uri=running.url).grant_user_permission(
-                USERS["viewer"], "registered_model", PARAMS["MODEL_NAME"], "EDIT"
-            )
+            auth = get_app_client("basic-auth", tracking_uri=running.url)
+            lab09._grant(auth, USERS["viewer"], "registered_model", PARAMS["MODEL_NAME"], "EDIT")
         with lab09.no_run_links():
             access = lab09.probe_access(running.url, admin, users, params)
         assert access["viewer"]["move_champion"] == "allowed"

@@ -204,6 +204,55 @@ def card_fields(text: str) -> dict[str, str]:
     return fields
 
 
+def card_markdown(
+    name: str,
+    version: str,
+    fields: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    intended_use: str,
+    limitations: str,
+) -> str:
+    """A model card in the lab's format (given: the format is not the task; what goes in is).
+    ``fields``: "Data version", "Git commit", "Trained by", "Approved by" -> value."""
+    lines = [f"# Model card: {name} version {version}", f"Model version: {version}"]
+    lines += [f"{key}: {value}" for key, value in fields.items()]
+    lines += ["## Intended use", intended_use.strip(), "## Metrics"]
+    lines += [f"{key}: {value:.4f}" for key, value in sorted(metrics.items())]
+    lines += ["## Limitations", limitations.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def dashboard(
+    dora: Mapping[str, float], promotions_ms: list[int], rollbacks_ms: list[int], lead_hours: list[float]
+) -> Any:
+    """The DORA dashboard (given): promotions and rollbacks on a time line, lead times, cost."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    axes[0].scatter(pd.to_datetime(promotions_ms, unit="ms"), [1] * len(promotions_ms), color="tab:green")
+    axes[0].scatter(pd.to_datetime(rollbacks_ms, unit="ms"), [0] * len(rollbacks_ms), color="tab:red")
+    axes[0].set(
+        title=f"{dora['deployment_frequency']:.2f} deploys/week, failure rate {dora['change_failure_rate']:.0%}",
+        yticks=[0, 1],
+        yticklabels=["rollback", "promotion"],
+        ylim=(-0.5, 1.5),
+    )
+    axes[0].tick_params(axis="x", labelrotation=30)
+    axes[1].bar(range(len(lead_hours)), lead_hours, color="tab:blue")
+    axes[1].set(
+        title=f"lead time, median {dora['lead_time_hours']:.1f} h", xlabel="promotion", ylabel="hours"
+    )
+    axes[2].bar(
+        ["compute (h)", "cost (USD)"],
+        [dora["compute_hours"], dora["cost_usd"]],
+        color=["tab:orange", "tab:purple"],
+    )
+    axes[2].set(title=f"time to restore, median {dora['time_to_restore_hours']:.1f} h")
+    fig.tight_layout()
+    return fig
+
+
 def card_sections(text: str) -> dict[str, str]:
     """``## Heading`` -> the text under it, headings in lower case."""
     sections: dict[str, list[str]] = {}
