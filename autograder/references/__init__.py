@@ -27,6 +27,8 @@ MODULES: dict[str, str] = {
     "06b_retraining": "autograder.references.lab06b",
     "07_versioning": "autograder.references.lab07",
     "08_serving": "autograder.references.lab08",
+    "08a_service": "autograder.references.lab08a",
+    "08b_production": "autograder.references.lab08b",
     "09_governance": "autograder.references.lab09",
 }
 
