@@ -466,12 +466,32 @@ def artifact_names(mlflow_client: Any, run: Mapping[str, Any], confine_to: Path 
     return sorted(a.path for a in mlflow_client.list_artifacts(run["id"]))
 
 
+def _download(artifact_uri: str, limit: int = MAX_ARTIFACT_BYTES) -> bytes | None:
+    """An artifact of a remote store (a class server proxies them over HTTP), inside the
+    notebook only: the grader reads a submission's own folder and never downloads."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp))
+        except Exception:
+            return None
+        if not local.is_file() or local.stat().st_size > limit:
+            return None
+        return local.read_bytes()
+
+
 def model_metadata(model: Mapping[str, Any], confine_to: Path | None = None) -> dict[str, Any]:
     """What a logged model's ``MLmodel`` file says, read as YAML data (never loaded):
     its signature's input names and whether it saved an input example."""
     import yaml
 
-    text = read_file(f"{model['artifact_location'].rstrip('/')}/MLmodel", confine_to, limit=1 << 20)
+    location = model["artifact_location"].rstrip("/")
+    text = read_file(f"{location}/MLmodel", confine_to, limit=1 << 20)
+    if text is None and confine_to is None and local_path(location) is None:
+        text = _download(f"{location}/MLmodel", limit=1 << 20)  # a remote store (a class server)
     if text is None:
         return {"readable": False}
     meta = yaml.safe_load(text) or {}
