@@ -22,7 +22,6 @@ MODULES: dict[str, str] = {
     "04_registry": "autograder.references.lab04",
     "05a_testing": "autograder.references.lab05a",
     "05b_pipeline": "autograder.references.lab05b",
-    "06_drift": "autograder.references.lab06",
     "06a_drift": "autograder.references.lab06a",
     "06b_retraining": "autograder.references.lab06b",
     "07_versioning": "autograder.references.lab07",
