@@ -11,10 +11,11 @@ import pandas as pd
 
 
 def load_models(model_name):
-    """{alias: {"version": "<number>", "model": <a scikit-learn model>}} for both aliases."""
+    """{alias: {"version": "<number>", "model": <the loaded pyfunc model>}} for both aliases (the
+    wiring reads the signature from the pyfunc model's metadata)."""
     aliases = mlflow.MlflowClient().get_registered_model(model_name).aliases
     return {alias: {"version": str(aliases[alias]),
-                    "model": mlflow.sklearn.load_model(f"models:/{model_name}/{aliases[alias]}")}
+                    "model": mlflow.pyfunc.load_model(f"models:/{model_name}/{aliases[alias]}")}
             for alias in ("champion", "challenger")}
 
 

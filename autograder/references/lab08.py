@@ -90,10 +90,13 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
+def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner,
+             drive: Mapping[str, Any] | None = None) -> None:
     """Start the submission's service in its sandbox and drive it with the grader's rows; add the
     raw answers to the evidence, and the expectations that depend on the registry (which version
-    is which model) to ``exp``."""
+    is which model) to ``exp``. ``drive``: what a part drives (the driver's job keys ``drift``,
+    ``rollback``, ``load_test``, ``base``); everything, when None."""
+    drive = dict(drive or {})
     by_role = lab08.newest_by_role((ev.get("registry") or {}).get("roles") or {})
     ev.setdefault("docker", {"text": None})
     if lab08.CHAMPION_RUN not in by_role or lab08.CHALLENGER_RUN not in by_role:
@@ -102,11 +105,12 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
         return
     # Swapped: the model of the challenger's run serves as champion.
     aliases = {lab08.CHAMPION: by_role[lab08.CHALLENGER_RUN], lab08.CHALLENGER: by_role[lab08.CHAMPION_RUN]}
+    load = grader_load_count(int(exp["seed"])) if drive.get("load_test", True) else 0
     rows = lab08.drive_rows(data_path, int(exp["seed"]), float(exp["test_size"]), lab08.GRADER_TRAFFIC,
-                            int(exp["window"]), grader_load_count(int(exp["seed"])))
+                            int(exp["window"]), load)
     nonce = secrets.token_hex(16)  # the driver's answer carries it; the service never sees it
     job = {"model_name": exp["model_name"], "aliases": aliases, "share": exp["share"], "window": exp["window"],
-           "rows": rows, "nonce": nonce, "dockerfile": ev["docker"].get("text")}
+           "rows": rows, "nonce": nonce, "dockerfile": ev["docker"].get("text"), **drive}
     done = runner.run_kit("autograder.kit.lab08_serve", [], json.dumps(job).encode())
     answer = _answer(done.returncode, done.stdout, done.stderr, nonce)
     ev["service"] = answer.get("service") or {"started": False, "error": answer.get("error", "no answer")}
