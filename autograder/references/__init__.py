@@ -19,6 +19,8 @@ MODULES: dict[str, str] = {
     "01_tracking": "autograder.references.lab01",
     "02_tuning": "autograder.references.lab02",
     "03_comparison": "autograder.references.lab03",
+    "03a_candidates": "autograder.references.lab03a",
+    "03b_selection": "autograder.references.lab03b",
     "04_registry": "autograder.references.lab04",
     "05a_testing": "autograder.references.lab05a",
     "05b_pipeline": "autograder.references.lab05b",
