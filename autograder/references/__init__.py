@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 MODULES: dict[str, str] = {
     "01_tracking": "autograder.references.lab01",
     "02_tuning": "autograder.references.lab02",
-    "03_comparison": "autograder.references.lab03",
     "03a_candidates": "autograder.references.lab03a",
     "03b_selection": "autograder.references.lab03b",
     "04_registry": "autograder.references.lab04",
