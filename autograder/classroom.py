@@ -414,12 +414,20 @@ def make_job(sub: Submission, root: Path, results_dir: Path, cell_timeout: float
     }
 
 
+#: How long to try to reach a Dask scheduler given by address.
+SCHEDULER_TIMEOUT = "30s"
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Where a class is graded: one task per submission on Dask, on a local cluster of ``jobs``
     worker processes (the default) or on the workers of the Dask scheduler at ``scheduler``
     (``tcp://host:8786``: a SLURM cluster through dask-jobqueue, Kubernetes, ...). ``engine="pool"``
-    is the process pool that graded classes before Dask, kept to compare them (``make bench``)."""
+    is the process pool that graded classes before Dask, kept to compare them (``make bench``).
+
+    A remote cluster's workers need the course installed (the same environment), bubblewrap,
+    and the submissions and the output folder at the same paths (a shared file system, as on
+    most SLURM clusters): a worker reads the notebook and writes its result file itself."""
 
     jobs: int = 0  # local workers; 0: one per core
     scheduler: str | None = None
@@ -479,7 +487,10 @@ def _run_on_dask(todo: list[dict[str, Any]], cluster: Cluster, progress: bool) -
 
     with contextlib.ExitStack() as stack:
         if cluster.scheduler:
-            client = stack.enter_context(Client(cluster.scheduler, timeout="30s"))
+            try:
+                client = stack.enter_context(Client(cluster.scheduler, timeout=SCHEDULER_TIMEOUT))
+            except OSError as exc:  # refused, unknown host, timed out
+                raise OSError(f"cannot reach the Dask scheduler at {cluster.scheduler}: {exc}") from None
         else:
             local = stack.enter_context(LocalCluster(n_workers=cluster.workers(len(todo)), threads_per_worker=1,
                                                      processes=True, dashboard_address=None,
