@@ -480,8 +480,7 @@ def _run_on_pool(todo: list[dict[str, Any]], workers: int, progress: bool) -> li
 
 def _run_on_dask(todo: list[dict[str, Any]], cluster: Cluster, progress: bool) -> list[dict[str, Any]]:
     """One Dask task per submission. A local cluster's workers are separate processes with one
-    thread each (a grading is one sandboxed kernel: one core); its dashboard is off (it needs
-    bokeh, and a grader needs no web page)."""
+    thread each (a grading is one sandboxed kernel: one core)."""
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
 
@@ -492,8 +491,11 @@ def _run_on_dask(todo: list[dict[str, Any]], cluster: Cluster, progress: bool) -
             except OSError as exc:  # refused, unknown host, timed out
                 raise OSError(f"cannot reach the Dask scheduler at {cluster.scheduler}: {exc}") from None
         else:
+            # No dashboard (it needs bokeh); the scheduler's small HTTP server (health checks)
+            # on a free port rather than 8787, which another cluster may hold.
             local = stack.enter_context(LocalCluster(n_workers=cluster.workers(len(todo)), threads_per_worker=1,
-                                                     processes=True, dashboard_address=None,
+                                                     processes=True, dashboard_address=":0",
+                                                     scheduler_kwargs={"dashboard": False},
                                                      silence_logs=logging.ERROR))
             client = stack.enter_context(Client(local))
         futures = {client.submit(grade_task, job, key=f"grade-{i}-{job['sha256'][:12]}", pure=False): job
