@@ -17,6 +17,10 @@ EXTENSIONS ?=
 STUDENT ?=
 CHECK  ?=
 WHY    ?=
+# Issue #14: the class server's folder and address, and a Dask scheduler to grade on.
+DATA   ?= class-server
+HOST   ?= 127.0.0.1
+SCHEDULER ?=
 CLASS_OPTS = $(if $(ROSTER),--roster "$(ROSTER)",) $(if $(SECRET),--variants "$(SECRET)",) \
   $(if $(POLICY),--late-policy "$(POLICY)",) $(if $(EXTENSIONS),--extensions "$(EXTENSIONS)",)
 
@@ -36,7 +40,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lab lab-instructor mlflow labs check grade-class release test test-fast bench data lint clean \
-  secret release-students similarity regrade export
+  secret release-students similarity regrade export class-server
 
 help: ## List the commands
 	@echo "Usage: make TARGET"
@@ -74,7 +78,7 @@ check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
 	$(PY) -m autograder grade --own "$(NB)"
 
 grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading [ROSTER= SECRET= POLICY= EXTENSIONS=]
-	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS)
+	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS) $(if $(SCHEDULER),--scheduler "$(SCHEDULER)",)
 
 release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
 	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),)
@@ -95,6 +99,10 @@ regrade: setup ## Regrade: make regrade LAB=01_tracking STUDENT=alice (or CHECK=
 	$(PY) -m autograder regrade "$(SUBMISSIONS)" --out "$(OUT)" --lab "$(LAB)" --why "$(WHY)" \
 	  $(if $(STUDENT),--student "$(STUDENT)",--check "$(CHECK)") $(CLASS_OPTS)
 
+class-server: setup ## The class's MLflow server (PostgreSQL, a login and workspace per student): make class-server ROSTER=roster.csv [HOST=0.0.0.0 PORT=5000 DATA=class-server]
+	@if [ -z "$(ROSTER)" ]; then echo "usage: make class-server ROSTER=roster.csv [HOST=0.0.0.0 PORT=5000 DATA=class-server]"; exit 2; fi
+	@$(PY) -m autograder class-server --roster "$(ROSTER)" --data "$(DATA)" --host $(HOST) --port $(PORT)
+
 export: setup ## Rewrite grades, feedback and the Canvas/Moodle/Gradescope exports of OUT (no grading)
 	$(PY) -m autograder export "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS)
 
@@ -106,9 +114,10 @@ test: setup ## Run the course's test suite (executes and grades every lab; about
 test-fast: setup ## Only the tests that execute no notebook (under 2 minutes, for the edit-test loop)
 	$(PY) -m pytest -n auto -m "not slow"
 
-bench: setup ## Time the grader: vs a bare papermill run, and a class vs nbgrader autograde
+bench: setup ## Time the grader: vs a bare papermill run, a class vs nbgrader autograde, Dask vs the process pool
 	$(PY) benchmarks/grade_vs_papermill.py
 	$(PY) benchmarks/class_vs_nbgrader.py
+	$(PY) benchmarks/class_dask_vs_pool.py
 
 data: setup ## Regenerate data/ from data/make_data.py (deterministic)
 	$(PY) data/make_data.py
