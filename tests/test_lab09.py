@@ -403,6 +403,32 @@ def test_the_server_enforces_the_masters_grants_and_refuses_a_too_strong_one(tmp
     assert not running.running
 
 
+def test_the_graders_probe_runs_promote_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """What the student's promote prints cannot pass for its answer, and it sees only the caller's login."""
+    from types import SimpleNamespace
+
+    from autograder.kit import lab09_probe
+
+    path = tmp_path / "promote.py"
+    path.write_text(
+        "import os\nprint('{\"raised\": null}')\n\n\n"
+        "def promote(client, name, version, reason):\n"
+        "    print('{\"raised\": null}')\n"
+        "    assert os.environ['MLFLOW_TRACKING_USERNAME'] == 'rui' and client.tracking_uri.endswith(':9')\n"
+        "    if version == 'bad':\n"
+        "        raise ValueError('no card')\n",
+        encoding="utf-8",
+    )
+    remote = lab09_probe.RemotePromote(path)
+    try:
+        with lab09_server.credentials("rui", "secret"):
+            remote(SimpleNamespace(tracking_uri="http://127.0.0.1:9"), "m", "1", "why")
+            with pytest.raises(RuntimeError, match="ValueError: no card"):
+                remote(SimpleNamespace(tracking_uri="http://127.0.0.1:9"), "m", "bad", "why")
+    finally:
+        remote.close()
+
+
 # --- Sandboxed gradings ----------------------------------------------------------------------
 
 

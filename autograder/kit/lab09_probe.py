@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,94 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             answer["access"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         os.environ["MLFLOW_TRACKING_URI"] = running.url
+        remote = RemotePromote(Path(lab09.GOVERNANCE_DIR).resolve() / lab09.PROMOTE_FILE)
         try:
-            promote = lab09.load_promote(Path(lab09.GOVERNANCE_DIR).resolve())
-            answer["promote"] = lab09.probe_promote(running.url, admin, users, params, promote)
-        except BaseException as exc:  # the student's module may raise anything, even SystemExit
+            answer["promote"] = lab09.probe_promote(running.url, admin, users, params, remote)
+        except Exception as exc:
             answer["promote"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        finally:
+            remote.close()
     finally:
         running.stop()
     return answer
+
+
+#: The program that runs the student's promote(): a process of its own, which never holds the
+#: grader's admin password or the answer's nonce. It reads one call per line (the user, the
+#: model, the version, the reason) and answers one line each on a descriptor of its own; what
+#: the student's code prints goes to stderr. What it answers is only whether promote raised:
+#: where @champion points and which audit event exists, the probe reads from the server itself.
+CHILD = r"""
+import importlib.util, json, os, sys
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.path.insert(0, sys.argv[1])
+from mlflow import MlflowClient
+try:
+    spec = importlib.util.spec_from_file_location("student_promote", sys.argv[2])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    promote, problem = module.promote, None
+except BaseException as exc:
+    promote, problem = None, f"{type(exc).__name__}: {exc}"
+for line in sys.stdin:
+    call = json.loads(line)
+    os.environ.update(MLFLOW_TRACKING_USERNAME=call["user"], MLFLOW_TRACKING_PASSWORD=call["password"])
+    raised = problem
+    if promote is not None:
+        try:
+            promote(MlflowClient(call["url"]), call["name"], call["version"], call["reason"])
+        except BaseException as exc:
+            raised = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    out.write(json.dumps({"raised": raised}) + "\n")
+    out.flush()
+"""
+
+
+class RemotePromote:
+    """``promote(client, name, version, reason)`` run by the student's code in a child process,
+    with the credentials the probe has set for this call (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)."""
+
+    def __init__(self, path: Path) -> None:
+        kit_root = str(Path(lab09.__file__).resolve().parents[2])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-E", "-s", "-c", CHILD, kit_root, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            close_fds=True,
+        )
+
+    def __call__(self, client: Any, name: str, version: str, reason: str) -> None:
+        call = {
+            "url": client.tracking_uri,
+            "name": name,
+            "version": version,
+            "reason": reason,
+            "user": os.environ.get("MLFLOW_TRACKING_USERNAME", ""),
+            "password": os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
+        }
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(call) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        try:
+            raised = json.loads(line)["raised"] if line else "the process running promote() died"
+        except (ValueError, KeyError, TypeError):
+            raised = "promote()'s process answered nonsense"
+        if raised is not None:
+            raise RuntimeError(str(raised)[:300])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 def flow(job: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +178,17 @@ def flow(job: dict[str, Any]) -> dict[str, Any]:
         return lab09_flow.run(path, Path(tmp), users)
 
 
+def _not_dumpable() -> None:
+    """Processes this one starts (the workflow's steps, the student's promote) cannot open its
+    memory or its output through /proc: the nonce and the admin password stay here."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE = 4
+
+
 def main() -> None:
+    _not_dumpable()
     job = json.loads(sys.stdin.read())
     labkit.quiet_stack_warnings()
     try:
