@@ -203,6 +203,63 @@ def test_the_workflow_run_with_probes_and_its_judgment(tmp_path: Path, text: str
         assert not result.passed and expected in result.message, result.message
 
 
+# A step that claims the four programs ran without running them: it asks the runner as each probe
+# would, from a script of its own; it runs a copy of each probe; and it prints the records that
+# the probes of an earlier design printed, with the token and the verdict read from the probe files
+# (which passed that design's judgment).
+_FORGERIES = """      - shell: python
+        run: |
+          import glob, json, os, shutil, socket, subprocess, sys
+          if "LAB05_PROBE_SOCKET" in os.environ:
+              for kind in ("data", "tests", "gate", "promote"):
+                  with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                      s.connect(os.environ["LAB05_PROBE_SOCKET"])
+                      s.sendall(b"?")
+                      s.recv(8)
+              for path in glob.glob("pipeline/*.py"):
+                  shutil.copy(path, "copy.py")
+                  subprocess.run([sys.executable, "copy.py", "--version", os.environ["V"]])
+          B, V, M = os.environ["BATCH"], os.environ["V"], "cicd-response-time"
+          files = {"data": "validate_data.py", "tests": "test_model_behaviour.py", "gate": "validate_model.py",
+                   "promote": "promote_model.py"}
+          args = {"data": [B], "tests": [], "gate": ["--model-name", M, "--version", V, "--data", B],
+                  "promote": ["--model-name", M, "--version", V, "--reason", "ci"]}
+          for kind in files:
+              text = open("pipeline/" + files[kind]).read()
+              token = text.split('"token": ', 1)[-1][1:17]
+              env = {"MODEL_URI": f"models:/{M}/{V}", "MLFLOW_TRACKING_URI": "***"}
+              print("::lab05-probe::" + json.dumps({"kind": kind, "token": token, "args": args[kind], "env": env}))
+              if "exit(1)" in text or "assert False" in text:
+                  sys.exit(1)
+"""
+
+
+@pytest.mark.skipif(not lab05_run.asks_the_runner(), reason="probes ask the runner on Linux only")
+def test_a_workflow_cannot_claim_a_program_ran_without_running_it(tmp_path: Path) -> None:
+    """The probes hold no secret: the runner identifies each caller from the kernel and /proc. A
+    step that asks from its own script, runs a copy of a probe, or prints records, is no run."""
+    text = HEAD.format(on="push") + "  ci:\n    steps:\n" + _FORGERIES
+    result = _judge_workflow(tmp_path, text)
+    assert not result.passed and "the data validation never runs" in result.message, result.message
+    root = tmp_path / "ws"
+    (root / "pipeline").mkdir(parents=True)
+    probe = {kind: str(root / rel) for kind, rel in lab05_run.PROBES.items()}
+    for path in probe.values():
+        Path(path).write_text("", encoding="utf-8")
+    found = {
+        "python pipeline/validate_data.py b.csv": ("data", ["b.csv"]),
+        "python -W ignore pipeline/validate_model.py --version 3": ("gate", ["--version", "3"]),
+        "python -m pytest -q pipeline/test_model_behaviour.py": ("tests", ["-q", "pipeline/test_model_behaviour.py"]),
+        f"/venv/bin/python /venv/bin/pytest {probe['tests']}": ("tests", [probe["tests"]]),  # the script, as /proc shows it
+        "python -c pass pipeline/validate_data.py": None,
+        "python copy.py pipeline/validate_data.py": None,
+        "python -m pipeline.validate_data": None,
+        "python pipeline/test_model_behaviour.py": None,
+    }
+    for command, expected in found.items():
+        assert lab05_run.program_of(command.split(), str(root), root) == expected, command
+
+
 _PROC_PROBE = """      - shell: python
         run: |
           import os

@@ -21,15 +21,24 @@ bounds its time and output; it never runs a student's program in its own process
 * ``workflow``: check the workflow file against GitHub's schema, then run it for real with the
   course's workflow runner (``autograder.kit.workflow``: bash steps, ``needs``, ``if:``,
   ``continue-on-error`` ...) in fresh workspaces where the pipeline's four programs are
-  *probes*: each says that it ran, with its arguments and environment, and passes or fails as
-  the scenario says (everything passes; the data validation fails; the tests fail; the gate
-  fails). So TODO 5 is judged on what its steps really ran, apart from how well TODOs 1-4
+  *probes*: each asks this process, over a Unix socket, whether it passes or fails in the
+  scenario (everything passes; the data validation fails; the tests fail; the gate fails). So
+  Lab 05b's workflow is judged on what its steps really ran, apart from how well the programs
   work. Print one line: the job's nonce, then the answer as JSON.
 
 The answer cannot be written by the workflow's steps: they are this process's children, with
 their own output pipes, and this process makes itself non-dumpable first, so they cannot open
 its output through /proc; killing it leaves no answer (the check fails), and a line without
 the nonce, which the steps never see, is ignored.
+
+Nor can a step claim that a program ran without running it. A probe holds no secret (the steps
+can read it): what it says is not believed. On Linux, this process identifies each caller from
+the kernel (``SO_PEERCRED``) and reads what it is from ``/proc``: a Python running the probe's
+file with its arguments (or pytest on the test probe), and its environment. A step that connects
+from anything else (``python -c``, a copy of a probe, a script of its own) is not a run of a
+program. What remains is a process that rewrites its own command line in memory to look like a
+probe's: far more work than the workflow itself, for one point. Elsewhere (a self-check on
+macOS or Windows) the probe's own word is taken, with a token in its file.
 """
 
 from __future__ import annotations
@@ -38,9 +47,12 @@ import contextlib
 import json
 import os
 import secrets
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +67,28 @@ MARK = "::lab05-probe::"
 STEP_TIMEOUT = 30.0  # seconds a step may take in a probe run
 #: What an unanswered TODO cell leaves in the file it writes (nbgrader's stub).
 STUB = "raise NotImplementedError()"
+#: How the workflow runner shows a secret's value (a probe read from /proc sees the value itself).
+MASK = "***"
+#: The environment variable that tells a probe where this process listens.
+SOCKET_ENV = "LAB05_PROBE_SOCKET"
+_ASK = """import os, socket
+
+
+def _ask():  # pass or fail: the scenario's answer, from the process that runs the workflow
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(os.environ[{env!r}])
+        s.sendall(b"?")
+        return int(s.recv(8) or b"1")
+"""
+_SCRIPT_ASKS = _ASK + """
+
+raise SystemExit(_ask())
+"""
+_TEST_ASKS = _ASK + """
+
+def test_probe():
+    assert _ask() == 0, "this scenario's tests fail"
+"""
 _SCRIPT_PROBE = """import json, os, sys
 print({mark!r} + json.dumps({{"kind": {kind!r}, "token": {token!r}, "args": sys.argv[1:],
       "env": {{k: os.environ.get(k) for k in ("MODEL_URI", "MLFLOW_TRACKING_URI")}}}}), flush=True)
@@ -80,7 +114,7 @@ _KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "USER", "
 
 
 def _probe_workspace(root: Path, workflow_text: str, workflow_rel: str, failing: str | None, token: str,
-                     batch: str) -> Path:
+                     batch: str, asks: bool) -> Path:
     root.mkdir(parents=True)
     (root / "pipeline").mkdir()
     (root / workflow_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -89,12 +123,110 @@ def _probe_workspace(root: Path, workflow_text: str, workflow_rel: str, failing:
     (root / batch).parent.mkdir(parents=True, exist_ok=True)
     (root / batch).write_text("cpu_usage,memory_usage\n1,2\n", encoding="utf-8")
     for kind, rel in PROBES.items():
-        if kind == "tests":
+        if asks:
+            source = (_TEST_ASKS if kind == "tests" else _SCRIPT_ASKS).format(env=SOCKET_ENV)
+        elif kind == "tests":
             source = _TEST_PROBE.format(mark=MARK, token=token, passes=failing != "tests")
         else:
             source = _SCRIPT_PROBE.format(mark=MARK, kind=kind, token=token, code=1 if failing == kind else 0)
         (root / rel).write_text(source, encoding="utf-8")
     return root
+
+
+#: Interpreter options that take a value (``python -W ignore script.py``).
+_OPTIONS_WITH_VALUE = {"-W", "-X", "-Q"}
+_ENV_KEPT = ("MODEL_URI", "MLFLOW_TRACKING_URI")
+
+
+def _probe_of(path: str, cwd: str, root: Path) -> str | None:
+    """Which probe ``path`` (as a caller named it, from its folder) is, if any."""
+    try:
+        real = Path(os.path.realpath(os.path.join(cwd, path.split("::", 1)[0])))
+    except (OSError, ValueError):
+        return None
+    return next((kind for kind, rel in PROBES.items() if real == Path(os.path.realpath(root / rel))), None)
+
+
+def program_of(argv: list[str], cwd: str, root: Path) -> tuple[str, list[str]] | None:
+    """The probe a command line runs and its arguments: ``python [options] <probe> args`` or pytest
+    (``python -m pytest ...``, the ``pytest`` script) with the test probe among its arguments. None
+    for anything else: ``python -c``, another file, another module."""
+    args = argv[1:]
+    while args and args[0].startswith("-") and args[0] not in ("-c", "-m"):
+        args = args[2:] if args[0] in _OPTIONS_WITH_VALUE else args[1:]
+    if not args or args[0] == "-c":
+        return None
+    if args[0] == "-m" or Path(args[0]).name in ("pytest", "py.test"):
+        rest = args[2:] if args[0] == "-m" else args[1:]
+        if (args[0] != "-m" or args[1:2] == ["pytest"]) and any(_probe_of(a, cwd, root) == "tests" for a in rest):
+            return "tests", rest
+        return None
+    kind = _probe_of(args[0], cwd, root)
+    return None if kind in (None, "tests") else (kind, args[1:])
+
+
+def _caller(conn: socket.socket, root: Path) -> dict[str, Any] | None:
+    """What the process at the other end of ``conn`` runs, read from the kernel and /proc (never
+    from what it says): ``{kind, args, env, job}``, or None when it is not a run of a probe."""
+    try:
+        pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        proc = Path(f"/proc/{pid}")
+        argv = [a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
+        exe, cwd = os.readlink(proc / "exe"), os.readlink(proc / "cwd")
+        environ = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode("utf-8", "replace")
+                       .split("\0") if "=" in item)
+    except (OSError, struct.error, ValueError):
+        return None
+    found = program_of(argv, cwd, root) if Path(exe).name.startswith("python") else None
+    if found is None:
+        return None
+    kind, args = found
+    return {"kind": kind, "args": args, "env": {k: environ.get(k) for k in _ENV_KEPT}, "job": environ.get("GITHUB_JOB")}
+
+
+class _Listener:
+    """Answers the probes of one scenario: records who asked (``_caller``) and tells each whether
+    it passes, in a thread, while the workflow runs."""
+
+    def __init__(self, path: Path, root: Path, failing: str | None) -> None:
+        self.path, self.root, self.failing = path, root, failing
+        self.records: list[dict[str, Any]] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.server.settimeout(0.2)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.done.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(Exception):  # one odd caller must not stop the answers
+                conn.settimeout(5)
+                record = _caller(conn, self.root)
+                if record is not None:
+                    self.records.append(record)
+                code = 1 if record is None or record["kind"] == self.failing else 0
+                conn.recv(1)
+                conn.sendall(str(code).encode())
+
+    def close(self) -> list[dict[str, Any]]:
+        self.done.set()
+        self.thread.join()
+        self.server.close()
+        return self.records
+
+
+def asks_the_runner() -> bool:
+    """Whether probes ask this process (Linux: callers identified by the kernel), rather than
+    print a record with a token (elsewhere, in a self-check only)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED") and Path("/proc/self/cmdline").exists()
 
 
 def _records(output: str, token: str) -> list[dict[str, Any]]:
@@ -137,23 +269,31 @@ def probe_run(workflow: Path, model_name: str, version: str, batch: str, trackin
         return answer
     base_env = {k: os.environ[k] for k in _KEPT_ENV if k in os.environ}
     rel = Path(workflow).as_posix() if not Path(workflow).is_absolute() else "pipeline/model-ci.yml"
+    asks = asks_the_runner()
     with tempfile.TemporaryDirectory(prefix="lab05-probe-") as tmp:
         for scenario, failing in SCENARIOS.items():
             token = secrets.token_hex(8)
-            root = _probe_workspace(Path(tmp) / scenario, text, rel, failing, token, batch)
+            root = _probe_workspace(Path(tmp) / scenario, text, rel, failing, token, batch, asks)
+            listener = _Listener(Path(tmp) / f"{scenario}.sock", root, failing) if asks else None
+            env = {**base_env, SOCKET_ENV: str(listener.path)} if listener else base_env
             try:
                 result = runner.Runner(doc, root, event="push", vars={"CANDIDATE_VERSION": version, "BATCH": batch},
-                                       secrets={"MLFLOW_TRACKING_URI": tracking_uri}, env={}, base_env=base_env,
+                                       secrets={"MLFLOW_TRACKING_URI": tracking_uri}, env={}, base_env=env,
                                        echo=None, step_timeout=STEP_TIMEOUT, name="model-ci").run()
             except runner.WorkflowError as exc:
                 return {"error": "run", "detail": str(exc)[:300]}
-            ran, steps = [], []
+            finally:
+                asked = listener.close() if listener else []
+            # A secret shows as the runner shows it in a step's output: masked.
+            ran = [{**r, "step": "", "env": {k: MASK if v == tracking_uri else v for k, v in r["env"].items()}}
+                   for r in asked]
+            steps = []
             for job in result.jobs:
                 if not job.steps and job.reason:
                     steps.append({"job": job.id, "step": "", "status": job.status, "code": None,
                                   "reason": job.reason, "tail": ""})
                 for step in job.steps:
-                    for record in _records(step.output, token):
+                    for record in [] if asks else _records(step.output, token):
                         ran.append({**record, "job": job.id, "step": step.name})
                     tail = [line for line in step.output.splitlines() if MARK not in line][-3:]
                     steps.append({"job": job.id, "step": step.name, "status": step.status, "code": step.code,
