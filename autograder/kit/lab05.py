@@ -7,7 +7,7 @@ folders (``pipeline/``); the evidence is what they did when they ran, as plain d
 codes, the end of their output, the registry's tags and alias before and after.
 
 * In the notebook, a self-check reads the job history the notebook's CI runner (``run_step``)
-  records in CI_EXPERIMENT, and the registry; TODO 5's workflow is run by the course's
+  records in CI_EXPERIMENT, and the registry; Lab 05b's workflow is run by the course's
   workflow runner with probes in place of the four programs (``lab05_run.probe_run``).
 * At grading, the trusted grader prepares inputs the notebook never saw (batches with one
   fault each, copies of the store in known states, models with one flaw each) and runs the
@@ -108,7 +108,7 @@ MESSAGES = {
     "target_version": "version {version} ({run})",
     "none": "none",
     "unknown": "unknown",
-    # TODO 1
+    # Lab 05a, TODO 1: the data validation
     "good_rejected": (
         "validate_data.py rejected the good batch (exit code {code}); a batch without problems must pass "
         "with exit code 0. Its output ended with: {tail}"
@@ -127,7 +127,7 @@ MESSAGES = {
     "fault_negative": "a negative value",
     "fault_text": "text in a number column",
     "fault_no_column": "a missing column",
-    # TODO 2
+    # Lab 05a, TODO 2: the quality gate
     "gate_passed_poor": (
         "the gate passed version {version} ({run}) with exit code 0, although its R² on the batch is "
         "{r2} (minimum {min_r2}; the champion has {champion_r2}). A failing gate must exit with 1."
@@ -166,7 +166,7 @@ MESSAGES = {
     "case_latency": "version {version} with --max-latency-ms 0.001, a budget no model can meet",
     "fix_latency": "Measure the p95 latency with p95_latency_ms(model, X) and fail a version above args.max_latency_ms.",
     "champion_moved": "champion -> version {version}",
-    # TODO 3
+    # Lab 05a, TODO 3: the behavioural tests
     "no_tests": "{file} has no test function{s} {missing} (found: {found}). Name the tests exactly as the TODO says.",
     "syntax_error": "{file} is not valid Python: {error}",
     "tests_fail_candidate": "the behavioural tests fail on version {version} ({run}), a good model: {failed}. {detail}",
@@ -181,7 +181,7 @@ MESSAGES = {
     "tests_ok": "the behavioural tests {names} pass on version {version}.",
     "tests_flaws_ok": "the behavioural tests pass on version {version} and each catches its flaw (CPU, users, extra columns).",
     "exit_code": "exit code {code}",
-    # TODO 4
+    # Lab 05b, TODO 1: the promotion
     "promoted_poor": (
         "promote_model.py promoted version {version} ({run}) with exit code {code}, although it lacks the "
         "tag validation_passed=true (its tags: {tags}). Refuse it: print why and return 1."
@@ -215,7 +215,7 @@ MESSAGES = {
         "was refused too, correctly: it has no validation_passed=true yet. {redo})"
     ),
     "redo_setup": "Run the set-up cells again, from the top: they record the quality gate's verdict on it.",
-    # TODO 5
+    # Lab 05b, TODO 2: the workflow
     "workflow_todo": (
         "TODO {todo} is not done yet: {file} still holds the placeholder `raise NotImplementedError()`. Replace it "
         "(and `# YOUR CODE HERE`) with the workflow's `on:`, `env:` and `jobs:`."
@@ -223,7 +223,7 @@ MESSAGES = {
     "workflow_invalid": "{file} does not follow GitHub's workflow schema (check-jsonschema): {details}",
     "workflow_not_yaml": (
         "{file} is not valid YAML: {error}. Check the indentation (spaces only) and that every line "
-        "of the TODO 5 cell is part of the workflow."
+        "of the TODO {todo} cell is part of the workflow."
     ),
     "workflow_not_mapping": "{file} cannot be run: {detail}",
     "workflow_no_answer": (
@@ -400,11 +400,10 @@ def _runs_file(args: list[str], name: str) -> bool:
 
 
 def _ran_since_written(step: Mapping[str, Any], written_ms: Mapping[str, int]) -> bool:
-    """Whether a step ran after the program it runs was last written (``run_step`` records a
-    step when it ends): a step that ran an older version of the file does not count."""
+    """Whether a step ran after the file it runs or checks was last written (``run_step`` records
+    a step when it ends): a step that ran an older version of the file does not count."""
     for rel, ms in written_ms.items():
-        if (rel.endswith(".py") and _runs_file(step["args"], Path(rel).name)
-                and (step.get("start_ms") or 0) < ms):
+        if _runs_file(step["args"], Path(rel).name) and (step.get("start_ms") or 0) < ms:
             return False
     return True
 
@@ -420,7 +419,7 @@ def history_runs(ev: Evidence, params: Mapping[str, Any]) -> dict[str, Any]:
         return None if step is None else {"code": step["code"], "output": step["output"], "args": step["args"],
                                           "index": steps.index(step)}
 
-    # A run of the whole workflow (TODO 5's cell) promotes again, with the workflow's own reason.
+    # A run of the whole workflow (Lab 05b's cell after TODO 2) promotes again, with the workflow's reason.
     workflow_run = next((i for i, s in enumerate(steps) if "autograder.kit.workflow" in s["args"]), len(steps))
 
     def version(role: str) -> str | None:
@@ -811,7 +810,7 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if run.get("error") == "todo":
         return CheckResult(False, _msg("workflow_todo", file=WORKFLOW, todo=_todo(exp, WORKFLOW)))
     if run.get("error") == "yaml":
-        return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=run.get("detail")))
+        return CheckResult(False, _msg("workflow_not_yaml", file=WORKFLOW, error=run.get("detail"), todo=_todo(exp, WORKFLOW)))
     if run.get("error") == "no_answer":
         return CheckResult(False, _msg("workflow_no_answer", file=WORKFLOW, detail=run.get("detail")))
     schema = found.get("schema")
