@@ -762,8 +762,8 @@ def probe_access(
 
     def log_run(experiment: str | None) -> None:
         mlflow_client = MlflowClient(url)
-        run = mlflow_client.create_run(experiment, run_name="access-check")
-        mlflow_client.set_terminated(run.info.run_id)
+        made = mlflow_client.create_run(experiment, run_name="access-check")
+        mlflow_client.set_terminated(made.info.run_id)
 
     actions = {
         "read_experiment": lambda: MlflowClient(url).get_experiment(training),

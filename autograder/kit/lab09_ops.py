@@ -88,8 +88,10 @@ def retrain(batch: str) -> None:
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
     with mlflow.start_run(run_name="scheduled-retrain", tags={"mlflow.user": user}) as run:
         mlflow.set_tag("git_commit", os.environ.get("GITHUB_SHA") or "0" * 40)
-        dataset = mlflow.data.from_pandas(data, name="devops_metrics+batch", digest=digest, targets=TARGET)
-        mlflow.log_input(dataset, context="training")
+        training_set = mlflow.data.from_pandas(
+            data, name="devops_metrics+batch", digest=digest, targets=TARGET
+        )
+        mlflow.log_input(training_set, context="training")
         mlflow.log_metrics(
             {
                 "rmse": rmse,
@@ -107,16 +109,23 @@ def retrain(batch: str) -> None:
 
 
 def _card(client, version: str) -> str:
-    """A model card from the registry, in the lab's format (Task 2's, written once more here)."""
-    mv = client.get_model_version(MODEL_NAME, version)
-    run = client.get_run(mv.run_id)
-    metrics = "\n".join(f"{k}: {v:.4f}" for k, v in sorted(run.data.metrics.items()))
-    return (
-        f"# Model card: {MODEL_NAME} version {version}\nModel version: {version}\n"
-        f"Data version: {run.inputs.dataset_inputs[0].dataset.digest}\nGit commit: {run.data.tags.get('git_commit')}\n"
-        f"Trained by: {run.info.user_id}\nApproved by: {mv.tags.get('approved_by', '')}\n"
-        "## Intended use\nResponse time (ms) of the API from load figures, for capacity planning.\n"
-        f"## Metrics\n{metrics}\n## Limitations\nRetrained automatically on the latest batch; check the drift.\n"
+    """The version's model card, from what the registry knows (the kit's reading of it)."""
+    from autograder.kit import lab09
+
+    record = lab09.version_records(client, MODEL_NAME)[str(version)]
+    fields = {
+        "Data version": record.get("digest"),
+        "Git commit": record.get("commit"),
+        "Trained by": record.get("user"),
+        "Approved by": record["tags"].get("approved_by", ""),
+    }
+    return lab09.card_markdown(
+        MODEL_NAME,
+        str(version),
+        fields,
+        record.get("metrics") or {},
+        "Response time (ms) of the API from load figures, for capacity planning.",
+        "Retrained automatically on the latest batch; check the drift report.",
     )
 
 
