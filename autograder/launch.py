@@ -70,6 +70,9 @@ TEXT = {
     ),
     "ui_only": "==> MLflow UI on {uri}: {url}  (Ctrl+C stops it)",
     "ui_stopped": "==> Stopped the MLflow UI.",
+    "server": "==> MLflow: the class server {uri} (its UI at the same address), as {user}, workspace {workspace}",
+    "no_user": "==> Note: MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are not set: a class server "
+               "will refuse the labs. Set them (and MLFLOW_WORKSPACE) from the account your instructor gave you.",
 }
 
 #: The MLflow UI's first-visit settings, written to the browser's storage before MLflow's app
@@ -391,15 +394,32 @@ def _raise_stop(signum: int, frame: Any) -> None:
     raise _Stop
 
 
+def remote(uri: str) -> bool:
+    """A tracking server (a class server) rather than a store on this machine."""
+    return uri.startswith(("http://", "https://"))
+
+
+def server_from_environment() -> str | None:
+    """``$MLFLOW_TRACKING_URI`` when it is a server's address (``make lab`` on a class server);
+    a local store there is ignored, as before: ``make lab`` opens the course store."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri if remote(uri) else None
+
+
 def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
         open_browser: bool | None = None, store_uri: str | None = None) -> int:
     """Start the UI and JupyterLab, print both addresses once they answer, and stop both
-    together: on Ctrl+C, when JupyterLab ends, or when the UI dies."""
+    together: on Ctrl+C, when JupyterLab ends, or when the UI dies. On a tracking server
+    (``store_uri`` is http(s)), only JupyterLab: the server serves its own UI, and the
+    credentials stay in the environment the kernels inherit, never in a notebook."""
     started = time.monotonic()
     uri = store_uri or labkit.course_store_uri()
     target = "lab-instructor" if instructor else "lab"
     reuse_ui = False
-    if not port_free(port):
+    on_server = remote(uri)
+    if on_server:
+        reuse_ui = True  # nothing to start: the server is the UI
+    elif not port_free(port):
         if not is_mlflow_server(port):
             print(TEXT["port_busy"].format(port=port, target=target, variable="PORT", suggestion=port + 1), flush=True)
             return 1
@@ -409,7 +429,7 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
                                        suggestion=jupyter_port + 1), flush=True)
         return 1
 
-    ui_url = f"http://127.0.0.1:{port}"
+    ui_url = uri.rstrip("/") if on_server else f"http://127.0.0.1:{port}"
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
     config_dir = student_config_dir(instructor)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -419,7 +439,13 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
     log_dir = db.parent if db is not None else course.STORE_DIR  # the UI's log beside its store
     log_dir.mkdir(parents=True, exist_ok=True)
     ui_log = log_dir / "ui.log"
-    print(TEXT["store"].format(uri=uri), flush=True)
+    if on_server:
+        user, workspace = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_WORKSPACE")
+        print(TEXT["server"].format(uri=uri, user=user or "-", workspace=workspace or "-"), flush=True)
+        if not user or not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+            print(TEXT["no_user"], flush=True)
+    else:
+        print(TEXT["store"].format(uri=uri), flush=True)
 
     previous = {sig: signal.signal(sig, _raise_stop) for sig in _stop_signals()}
     ui = jupyter = None
@@ -428,7 +454,7 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
         browser = wants_browser() if open_browser is None else open_browser
         jupyter = _start(jupyter_command(jupyter_port, instructor, browser), env, None)
         lab_url = f"http://127.0.0.1:{jupyter_port}/lab?token={token}"
-        if reuse_ui:
+        if reuse_ui and not on_server:
             print(TEXT["ui_reused"].format(url=ui_url, port=port), flush=True)
         waiting = {"ui": ui is not None, "lab": True}
         noticed = False
@@ -522,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             serve_ui(args.store_uri or labkit.course_store_uri(), args.port)
             return 0
         return ui_only(args.port, args.store_uri)
-    return lab(args.port, args.jupyter_port, args.instructor, False if args.no_browser else None, args.store_uri)
+    store_uri = args.store_uri or server_from_environment()
+    return lab(args.port, args.jupyter_port, args.instructor, False if args.no_browser else None, store_uri)
 
 
 if __name__ == "__main__":
