@@ -173,4 +173,7 @@ def ui_url() -> str:
 
 def run_url(experiment_id: str, run_id: str) -> str:
     """Where a run is in the MLflow UI that ``make lab`` (or ``make mlflow``) started."""
-    return f"{ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+    # On a class server, the UI opens the run in the student's workspace (MLflow's own links do too).
+    workspace = os.environ.get("MLFLOW_WORKSPACE")
+    suffix = f"?workspace={workspace}" if workspace else ""
+    return f"{ui_url()}/#/experiments/{experiment_id}/runs/{run_id}{suffix}"
