@@ -222,3 +222,46 @@ def test_two_students_run_lab01_on_the_class_server_and_neither_sees_the_other(
         carol = _As(again.url, _student_env(again.url, again.accounts[2]))
         assert [e.name for e in carol("search_experiments")] == []
         assert _refused(carol, "get_experiment", alice_exp, workspace="alice")
+
+
+# --- make lab on a class server -------------------------------------------------------------
+
+
+def test_make_lab_on_a_class_server_starts_no_local_ui_and_passes_the_server_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autograder import launch
+    from autograder.kit import labkit
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class Ended:
+        returncode = 0
+
+        def poll(self) -> int:
+            return 0
+
+    def fake_start(command: list[str], env: dict[str, str], log: Path | None) -> Ended:
+        started.append((command, env))
+        return Ended()
+
+    monkeypatch.setattr(launch, "_start", fake_start)
+    monkeypatch.setattr(launch, "stop_jupyter", lambda *a: None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.edu/")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret-password")
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "alice")
+    launch.main(["lab", "--no-browser", "--jupyter-port", str(_free_port())])
+    assert len(started) == 1 and "jupyter" in " ".join(started[0][0])  # JupyterLab only, no UI
+    env = started[0][1]
+    assert env["MLFLOW_TRACKING_URI"] == "https://mlflow.example.edu/"
+    assert env[labkit.UI_URL_ENV] == "https://mlflow.example.edu"  # run links open the server's UI
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "secret-password"  # from the environment, to the kernels
+    out = capsys.readouterr().out
+    assert "class server https://mlflow.example.edu/" in out and "as alice, workspace alice" in out
+    # A run link opens the student's workspace.
+    monkeypatch.setenv(labkit.UI_URL_ENV, env[labkit.UI_URL_ENV])
+    assert labkit.run_url("3", "abc") == "https://mlflow.example.edu/#/experiments/3/runs/abc?workspace=alice"
+    # A local store in the environment is not a server: make lab opens the course store as before.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert launch.server_from_environment() is None
