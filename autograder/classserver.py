@@ -68,8 +68,9 @@ START_TIMEOUT = 180.0  # seconds for the server to answer (a first start creates
 CREDENTIALS = ("student_id", "name", "email", "username", "workspace", "password")
 
 
-class ClassServerError(Exception):
-    """Why the class server cannot start, in one line."""
+class ClassServerError(OSError):
+    """Why the class server cannot start, in one line (an ``OSError``: what is missing or
+    failing is on this machine, and the command line prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -261,9 +262,12 @@ class Postgres:
         )
         import psycopg2
 
-        connection = psycopg2.connect(
-            host=str(self.socket_dir), user=DB_USER, password=self.password, dbname="postgres"
-        )
+        try:
+            connection = psycopg2.connect(
+                host=str(self.socket_dir), user=DB_USER, password=self.password, dbname="postgres"
+            )
+        except psycopg2.Error as exc:
+            raise ClassServerError(f"PostgreSQL: cannot connect ({str(exc).strip()})") from None
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
@@ -441,7 +445,10 @@ def running(
                 tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
                 raise ClassServerError(f"the MLflow server did not start (its log: {log}): {tail[0]}")
             time.sleep(0.5)
-        provision(local, admin_password, found)
+        try:
+            provision(local, admin_password, found)
+        except Exception as exc:  # the server's own refusal, e.g. an account it cannot create
+            raise ClassServerError(f"could not create the students' accounts: {exc}") from None
         write_credentials(credentials, found)
         yield ClassServer(local, admin_password, credentials, found, log)
     finally:

@@ -70,6 +70,28 @@ def test_without_postgresql_the_error_says_what_to_install(
         classserver.postgres_bin()
 
 
+def test_the_command_without_postgresql_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(classserver, "POSTGRES_GLOB", str(tmp_path / "nowhere" / "*" / "bin"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    roster = _roster(tmp_path / "r.csv", ["alice,Alice,a@x.org"])
+    args = [
+        "class-server",
+        "--roster",
+        str(roster),
+        "--data",
+        str(tmp_path / "d"),
+        "--port",
+        str(_free_port()),
+    ]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: PostgreSQL's server is not installed") and len(err.strip().splitlines()) == 1
+    )
+
+
 def test_the_newest_installed_postgresql_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for version in ("9.6", "15", "13"):
         folder = tmp_path / version / "bin"
