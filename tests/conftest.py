@@ -47,7 +47,7 @@ def solution_code(master_cell: NotebookNode) -> str:
 #: Lab 08a: the loader and the validation; Lab 08b: the canary and the Dockerfile, without the drift gauge and load test.
 PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "03b_selection": {1, 3}, "04_registry": {1, 2, 3},
                                "06a_drift": {1, 2}, "06b_retraining": {2, 3},
-                               "07_versioning": {1, 2, 3, 4}, "07a_pipeline": {1, 2}, "07b_lineage": {1, 2},
+                               "07a_pipeline": {1, 2}, "07b_lineage": {1, 2},
                                "08_serving": {1, 2, 5, 8}, "08a_service": {1, 2}, "08b_production": {1, 4},
                                "09_governance": {2, 4, 6}}
 

@@ -25,7 +25,6 @@ MODULES: dict[str, str] = {
     "05b_pipeline": "autograder.references.lab05b",
     "06a_drift": "autograder.references.lab06a",
     "06b_retraining": "autograder.references.lab06b",
-    "07_versioning": "autograder.references.lab07",
     "07a_pipeline": "autograder.references.lab07a",
     "07b_lineage": "autograder.references.lab07b",
     "08_serving": "autograder.references.lab08",
