@@ -47,20 +47,23 @@ import contextlib
 import json
 import os
 import secrets
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
+
+from autograder.kit import peers
 
 #: The pipeline's programs, in the order a workflow must run them, and the probe that stands in
 #: for each (its path relative to the workspace).
 KINDS = ("data", "tests", "gate", "promote")
-PROBES = {"data": "pipeline/validate_data.py", "tests": "pipeline/test_model_behaviour.py",
-          "gate": "pipeline/validate_model.py", "promote": "pipeline/promote_model.py"}
+PROBES = {
+    "data": "pipeline/validate_data.py",
+    "tests": "pipeline/test_model_behaviour.py",
+    "gate": "pipeline/validate_model.py",
+    "promote": "pipeline/promote_model.py",
+}
 #: Scenario -> the program that fails in it (None: none).
 SCENARIOS = {"pass": None, "fail_data": "data", "fail_tests": "tests", "fail_gate": "gate"}
 MARK = "::lab05-probe::"
@@ -80,15 +83,21 @@ def _ask():  # pass or fail: the scenario's answer, from the process that runs t
         s.sendall(b"?")
         return int(s.recv(8) or b"1")
 """
-_SCRIPT_ASKS = _ASK + """
+_SCRIPT_ASKS = (
+    _ASK
+    + """
 
 raise SystemExit(_ask())
 """
-_TEST_ASKS = _ASK + """
+)
+_TEST_ASKS = (
+    _ASK
+    + """
 
 def test_probe():
     assert _ask() == 0, "this scenario's tests fail"
 """
+)
 _SCRIPT_PROBE = """import json, os, sys
 print({mark!r} + json.dumps({{"kind": {kind!r}, "token": {token!r}, "args": sys.argv[1:],
       "env": {{k: os.environ.get(k) for k in ("MODEL_URI", "MLFLOW_TRACKING_URI")}}}}), flush=True)
@@ -113,8 +122,9 @@ def test_probe():
 _KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "USER", "LOGNAME")
 
 
-def _probe_workspace(root: Path, workflow_text: str, workflow_rel: str, failing: str | None, token: str,
-                     batch: str, asks: bool) -> Path:
+def _probe_workspace(
+    root: Path, workflow_text: str, workflow_rel: str, failing: str | None, token: str, batch: str, asks: bool
+) -> Path:
     root.mkdir(parents=True)
     (root / "pipeline").mkdir()
     (root / workflow_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -133,100 +143,72 @@ def _probe_workspace(root: Path, workflow_text: str, workflow_rel: str, failing:
     return root
 
 
-#: Interpreter options that take a value (``python -W ignore script.py``).
-_OPTIONS_WITH_VALUE = {"-W", "-X", "-Q"}
 _ENV_KEPT = ("MODEL_URI", "MLFLOW_TRACKING_URI")
 
 
 def _probe_of(path: str, cwd: str, root: Path) -> str | None:
     """Which probe ``path`` (as a caller named it, from its folder) is, if any."""
-    try:
-        real = Path(os.path.realpath(os.path.join(cwd, path.split("::", 1)[0])))
-    except (OSError, ValueError):
-        return None
-    return next((kind for kind, rel in PROBES.items() if real == Path(os.path.realpath(root / rel))), None)
+    return next((kind for kind, rel in PROBES.items() if peers.is_file(path, cwd, root / rel)), None)
 
 
 def program_of(argv: list[str], cwd: str, root: Path) -> tuple[str, list[str]] | None:
     """The probe a command line runs and its arguments: ``python [options] <probe> args`` or pytest
     (``python -m pytest ...``, the ``pytest`` script) with the test probe among its arguments. None
     for anything else: ``python -c``, another file, another module."""
-    args = argv[1:]
-    while args and args[0].startswith("-") and args[0] not in ("-c", "-m"):
-        args = args[2:] if args[0] in _OPTIONS_WITH_VALUE else args[1:]
+    args = peers.script_args(argv)
     if not args or args[0] == "-c":
         return None
     if args[0] == "-m" or Path(args[0]).name in ("pytest", "py.test"):
         rest = args[2:] if args[0] == "-m" else args[1:]
-        if (args[0] != "-m" or args[1:2] == ["pytest"]) and any(_probe_of(a, cwd, root) == "tests" for a in rest):
+        if (args[0] != "-m" or args[1:2] == ["pytest"]) and any(
+            _probe_of(a, cwd, root) == "tests" for a in rest
+        ):
             return "tests", rest
         return None
     kind = _probe_of(args[0], cwd, root)
     return None if kind in (None, "tests") else (kind, args[1:])
 
 
-def _caller(conn: socket.socket, root: Path) -> dict[str, Any] | None:
-    """What the process at the other end of ``conn`` runs, read from the kernel and /proc (never
-    from what it says): ``{kind, args, env, job}``, or None when it is not a run of a probe."""
-    try:
-        pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        proc = Path(f"/proc/{pid}")
-        argv = [a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
-        exe, cwd = os.readlink(proc / "exe"), os.readlink(proc / "cwd")
-        environ = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode("utf-8", "replace")
-                       .split("\0") if "=" in item)
-    except (OSError, struct.error, ValueError):
-        return None
-    found = program_of(argv, cwd, root) if Path(exe).name.startswith("python") else None
-    if found is None:
+def _caller(peer: peers.Peer | None, root: Path) -> dict[str, Any] | None:
+    """What a caller runs, as the kernel and /proc show it (never as it says): ``{kind, args, env,
+    job}``, or None when it is not a run of a probe."""
+    found = program_of(peer.argv, peer.cwd, root) if peer is not None and peer.is_python() else None
+    if peer is None or found is None:
         return None
     kind, args = found
-    return {"kind": kind, "args": args, "env": {k: environ.get(k) for k in _ENV_KEPT}, "job": environ.get("GITHUB_JOB")}
+    env = peer.environ
+    return {
+        "kind": kind,
+        "args": args,
+        "env": {k: env.get(k) for k in _ENV_KEPT},
+        "job": env.get("GITHUB_JOB"),
+    }
 
 
-class _Listener:
+class _Listener(peers.Listener):
     """Answers the probes of one scenario: records who asked (``_caller``) and tells each whether
     it passes, in a thread, while the workflow runs."""
 
     def __init__(self, path: Path, root: Path, failing: str | None) -> None:
-        self.path, self.root, self.failing = path, root, failing
+        self.root, self.failing = root, failing
         self.records: list[dict[str, Any]] = []
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(path))
-        self.server.listen(8)
-        self.server.settimeout(0.2)
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(path, self._answer)
 
-    def _serve(self) -> None:
-        while not self.done.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn, contextlib.suppress(Exception):  # one odd caller must not stop the answers
-                conn.settimeout(5)
-                record = _caller(conn, self.root)
-                if record is not None:
-                    self.records.append(record)
-                code = 1 if record is None or record["kind"] == self.failing else 0
-                conn.recv(1)
-                conn.sendall(str(code).encode())
+    def _answer(self, peer: peers.Peer | None) -> bytes:
+        record = _caller(peer, self.root)
+        if record is not None:
+            self.records.append(record)
+        return b"1" if record is None or record["kind"] == self.failing else b"0"
 
-    def close(self) -> list[dict[str, Any]]:
-        self.done.set()
-        self.thread.join()
-        self.server.close()
+    def close(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        super().close()
         return self.records
 
 
 def asks_the_runner() -> bool:
     """Whether probes ask this process (Linux: callers identified by the kernel), rather than
     print a record with a token (elsewhere, in a self-check only)."""
-    return sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED") and Path("/proc/self/cmdline").exists()
+    return peers.supported()
 
 
 def _records(output: str, token: str) -> list[dict[str, Any]]:
@@ -236,12 +218,17 @@ def _records(output: str, token: str) -> list[dict[str, Any]]:
         if at < 0:
             continue
         try:
-            record = json.loads(line[at + len(MARK):])
+            record = json.loads(line[at + len(MARK) :])
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict) and record.get("token") == token and record.get("kind") in KINDS:
-            found.append({"kind": record["kind"], "args": [str(a) for a in record.get("args") or []],
-                          "env": {str(k): v for k, v in (record.get("env") or {}).items()}})
+            found.append(
+                {
+                    "kind": record["kind"],
+                    "args": [str(a) for a in record.get("args") or []],
+                    "env": {str(k): v for k, v in (record.get("env") or {}).items()},
+                }
+            )
     return found
 
 
@@ -277,27 +264,54 @@ def probe_run(workflow: Path, model_name: str, version: str, batch: str, trackin
             listener = _Listener(Path(tmp) / f"{scenario}.sock", root, failing) if asks else None
             env = {**base_env, SOCKET_ENV: str(listener.path)} if listener else base_env
             try:
-                result = runner.Runner(doc, root, event="push", vars={"CANDIDATE_VERSION": version, "BATCH": batch},
-                                       secrets={"MLFLOW_TRACKING_URI": tracking_uri}, env={}, base_env=env,
-                                       echo=None, step_timeout=STEP_TIMEOUT, name="model-ci").run()
+                result = runner.Runner(
+                    doc,
+                    root,
+                    event="push",
+                    vars={"CANDIDATE_VERSION": version, "BATCH": batch},
+                    secrets={"MLFLOW_TRACKING_URI": tracking_uri},
+                    env={},
+                    base_env=env,
+                    echo=None,
+                    step_timeout=STEP_TIMEOUT,
+                    name="model-ci",
+                ).run()
             except runner.WorkflowError as exc:
                 return {"error": "run", "detail": str(exc)[:300]}
             finally:
                 asked = listener.close() if listener else []
             # A secret shows as the runner shows it in a step's output: masked.
-            ran = [{**r, "step": "", "env": {k: MASK if v == tracking_uri else v for k, v in r["env"].items()}}
-                   for r in asked]
+            ran = [
+                {**r, "step": "", "env": {k: MASK if v == tracking_uri else v for k, v in r["env"].items()}}
+                for r in asked
+            ]
             steps = []
             for job in result.jobs:
                 if not job.steps and job.reason:
-                    steps.append({"job": job.id, "step": "", "status": job.status, "code": None,
-                                  "reason": job.reason, "tail": ""})
+                    steps.append(
+                        {
+                            "job": job.id,
+                            "step": "",
+                            "status": job.status,
+                            "code": None,
+                            "reason": job.reason,
+                            "tail": "",
+                        }
+                    )
                 for step in job.steps:
                     for record in [] if asks else _records(step.output, token):
                         ran.append({**record, "job": job.id, "step": step.name})
                     tail = [line for line in step.output.splitlines() if MARK not in line][-3:]
-                    steps.append({"job": job.id, "step": step.name, "status": step.status, "code": step.code,
-                                  "reason": step.reason, "tail": " | ".join(tail)[-300:]})
+                    steps.append(
+                        {
+                            "job": job.id,
+                            "step": step.name,
+                            "status": step.status,
+                            "code": step.code,
+                            "reason": step.reason,
+                            "tail": " | ".join(tail)[-300:],
+                        }
+                    )
             answer["scenarios"][scenario] = {"status": result.status, "ran": ran, "steps": steps}
     return answer
 
@@ -313,9 +327,20 @@ def _not_dumpable() -> None:
 
 def schema_check(workflow: Path) -> dict[str, Any]:
     """check-jsonschema against GitHub's workflow schema (vendored in the package: offline)."""
-    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                           str(workflow)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(workflow),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     return {"code": done.returncode, "output": (done.stdout + done.stderr)[-6000:]}
 
 
@@ -462,7 +487,9 @@ def in_own_sandbox() -> bool:
         init = Path("/proc/1/comm").read_text(encoding="utf-8").strip()
     except OSError:
         return False
-    return os.environ.get("AUTOGRADER_SANDBOX") == "1" and init == "bwrap" and sys.platform.startswith("linux")
+    return (
+        os.environ.get("AUTOGRADER_SANDBOX") == "1" and init == "bwrap" and sys.platform.startswith("linux")
+    )
 
 
 def batch(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
