@@ -41,14 +41,13 @@ def solution_code(master_cell: NotebookNode) -> str:
 #: The partial submission of each lab that its tests grade, where one of them needs a particular
 #: set (Lab 06a: the tests and the PSI without the report;
 #: Lab 06b: the decision and the retraining without the change detector;
-#: Labs 04 and 07: the first half, as each task builds on the one before; Lab 08: the service's
-#: loader, its validation and its canary, and the Dockerfile: the service starts only with Task 1).
+#: Labs 04 and 07: the first half, as each task builds on the one before).
 #: Lab 03b: the latency and the decision (the test split's word needs a decision, so TODO 4 waits for TODO 3).
 #: Lab 08a: the loader and the validation; Lab 08b: the canary and the Dockerfile, without the drift gauge and load test.
 PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "03b_selection": {1, 3}, "04_registry": {1, 2, 3},
                                "06a_drift": {1, 2}, "06b_retraining": {2, 3},
                                "07a_pipeline": {1, 2}, "07b_lineage": {1, 2},
-                               "08_serving": {1, 2, 5, 8}, "08a_service": {1, 2}, "08b_production": {1, 4},
+                               "08a_service": {1, 2}, "08b_production": {1, 4},
                                "09_governance": {2, 4, 6}}
 
 
