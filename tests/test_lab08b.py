@@ -33,10 +33,11 @@ import pytest
 
 from autograder import hidden, store
 from autograder.course import LABS
-from autograder.kit import lab08, lab08_serve, lab08b, labkit
+from autograder.kit import lab08_serve, lab08b, labkit
+from autograder.kit import lab08_service as lab08
 from autograder.kit.checking import CheckResult
 from autograder.notebook import grade_id, parameters_of
-from autograder.references import lab08 as references
+from autograder.references import lab08_service as references
 from autograder.references import lab08b as part_references
 from tests.conftest import grading, make_submission, partial_todos, points, solution_code
 

@@ -47,7 +47,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import lab08, labkit
+from autograder.kit import lab08_service as lab08
+from autograder.kit import labkit
 
 #: Seconds the service may take to answer /health (imports and two models: a few seconds).
 START_TIMEOUT = 60.0

@@ -3,7 +3,7 @@
 The student writes the first parts of a small FastAPI service (``svc_model.py``,
 ``svc_validate.py``, ``svc_metrics.py``, ``svc_audit.py`` in ``SERVICE_DIR``) around the given
 wiring (``lab08_app.py``). Evidence, driver and judgments are Lab 08's shared ones
-(``autograder.kit.lab08``): at grading the service runs as a real process in the sandbox, with
+(``autograder.kit.lab08_service``): at grading the service runs as a real process in the sandbox, with
 the aliases swapped and the model's files hidden for a few requests, and with no canary, drift
 window, rollback or load test (part b's tasks). Part b (``lab08b``) operates the service.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autograder.kit import lab08
+from autograder.kit import lab08_service as lab08
 from autograder.kit.checking import Judge
-from autograder.kit.lab08 import SERVICE_DIR, evidence, expected_from_params, import_part, install_app
+from autograder.kit.lab08_service import SERVICE_DIR, evidence, expected_from_params, import_part, install_app
 
 LAB = "08a_service"
 PARAMS = ["EXPERIMENT_NAME", "MODEL_NAME", "SEED", "TEST_SIZE"]

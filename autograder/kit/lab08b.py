@@ -5,7 +5,7 @@ load test (``loadtest.py``) and the ``Dockerfile`` of the service part a built. 
 starts from the given wiring (``lab08_app.py``) and the kit's given model part
 (``lab08_base.py``, in place of part a's Task 1; part a's validation, metrics and audit are
 optional parts the wiring skips). Evidence, driver and judgments are Lab 08's shared ones
-(``autograder.kit.lab08``): at grading the service runs as a real process in the sandbox with
+(``autograder.kit.lab08_service``): at grading the service runs as a real process in the sandbox with
 the grader's canary share and drift window, the alias is rolled back under traffic, the
 student's load test runs through the grader's relay, and the Dockerfile is linted by hadolint.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autograder.kit import lab08
+from autograder.kit import lab08_service as lab08
 from autograder.kit.checking import Judge
-from autograder.kit.lab08 import (
+from autograder.kit.lab08_service import (
     LOAD_FILE,
     SERVICE_DIR,
     evidence,

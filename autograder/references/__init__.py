@@ -27,7 +27,6 @@ MODULES: dict[str, str] = {
     "06b_retraining": "autograder.references.lab06b",
     "07a_pipeline": "autograder.references.lab07a",
     "07b_lineage": "autograder.references.lab07b",
-    "08_serving": "autograder.references.lab08",
     "08a_service": "autograder.references.lab08a",
     "08b_production": "autograder.references.lab08b",
     "09_governance": "autograder.references.lab09",

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import lab08, lab08a, labkit
+from autograder.kit import lab08_service as lab08
+from autograder.kit import lab08a, labkit
 from autograder.labspec import LabSpec, SandboxRunner
-from autograder.references import lab08 as shared
+from autograder.references import lab08_service as shared
 
 #: What part a's drive leaves out (the driver's job keys).
 DRIVE = {"drift": False, "rollback": False, "load_test": False}
@@ -33,7 +34,7 @@ def expected(data_path: Path, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
-    """Start the submission's service in its sandbox and drive it (see ``references.lab08``)."""
+    """Start the submission's service in its sandbox and drive it (see ``references.lab08_service``)."""
     shared.run_code(ev, exp, data_path, runner, drive=DRIVE)
 
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from autograder.kit import lab08b
 from autograder.labspec import LabSpec, SandboxRunner
-from autograder.references import lab08 as shared
+from autograder.references import lab08_service as shared
 
 #: Part b's drive: everything, on the kit's model part.
 DRIVE = {"base": True}
 
 
 def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: SandboxRunner) -> None:
-    """Start the submission's service in its sandbox and drive it (see ``references.lab08``)."""
+    """Start the submission's service in its sandbox and drive it (see ``references.lab08_service``)."""
     shared.run_code(ev, exp, data_path, runner, drive=DRIVE)
 
 

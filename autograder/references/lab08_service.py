@@ -1,5 +1,6 @@
-"""Lab 08 references: the two forests of the notebook's set-up cell, retrained on the grader's
-inputs (each one's predictions on the grader's rows, the load test's included), the
+"""Lab 08's references, shared by its two parts (``lab08a``, ``lab08b``): the two forests of the
+notebook's set-up cell, retrained on the grader's inputs (each one's predictions on the grader's
+rows, the load test's included), the
 Kolmogorov-Smirnov statistics of the drift windows against the training split, and the grader's
 own service settings (canary share, drift window, load-test size), drawn from the hidden seed
 and never shipped with the kit's code."""
@@ -14,8 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import lab08, labkit
-from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
+from autograder.kit import lab08_service as lab08
+from autograder.kit import labkit
+from autograder.labspec import RUN_TIMEOUT, SandboxRunner
 
 #: The forests of the set-up cell, by the run that logs them.
 FORESTS = {lab08.CHAMPION_RUN: {"n_estimators": 20, "max_depth": 6},
@@ -135,5 +137,3 @@ def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dic
     tail = stderr.strip().splitlines()[-1:] or ["no answer"]
     return {"error": tail[0][:300]}
 
-
-SPEC = LabSpec(lab=lab08, expected=expected, run_code=run_code)

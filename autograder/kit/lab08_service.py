@@ -1,4 +1,5 @@
-"""Lab 08, serving and monitoring in production: evidence and judgments.
+"""Lab 08's service, shared by its two parts (``lab08a``: the service; ``lab08b``: operating it):
+evidence, the driver and the judgments.
 
 The student writes the parts of a small FastAPI service (``svc_*.py`` in ``SERVICE_DIR``);
 the wiring (``service.py``) is given and is the kit's own ``lab08_app.py``, copied again
@@ -60,9 +61,6 @@ from autograder.kit.checking import (
     version_run_name,
 )
 
-LAB = "08_serving"
-PARAMS = ["EXPERIMENT_NAME", "MODEL_NAME", "SEED", "TEST_SIZE", "CANARY_SHARE", "DRIFT_WINDOW",
-          "LOAD_REQUESTS", "LOAD_RUN"]
 #: The folder (next to the notebook) holding the service's files.
 SERVICE_DIR = "lab08-service"
 APP_FILE = "service.py"
@@ -1127,19 +1125,6 @@ def _starts_service(argv: list[str] | None) -> bool:
     return host and "--factory" in rest and "service:from_env" in rest
 
 
-#: Check id (the grade_id of the notebook's test cell) -> (TODO number, judgment).
-CHECKS: dict[str, tuple[int, Judge]] = {
-    "check_todo1_model": (1, judge_model),
-    "check_todo2_validate": (2, judge_validate),
-    "check_todo3_metrics": (3, judge_metrics),
-    "check_todo4_audit": (4, judge_audit),
-    "check_todo5_canary": (5, judge_canary),
-    "check_todo6_drift": (6, judge_drift),
-    "check_todo7_load": (7, judge_load),
-    "check_todo8_docker": (8, judge_docker),
-}
-
-
 # --- Running the service and the linter ------------------------------------------------------
 
 
@@ -1345,18 +1330,18 @@ def _load_predictions_in_kernel(namespace: Mapping[str, Any], roles: Mapping[str
             if role in (CHAMPION_RUN, CHALLENGER_RUN)}
 
 
-def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False, *, lab: str = LAB,
-               checks: Mapping[str, tuple[int, Judge]] | None = None, params: list[str] | None = None) -> None:
+def self_check(check_id: str, namespace: Mapping[str, Any], strict: bool = False, *, lab: str,
+               checks: Mapping[str, tuple[int, Judge]], params: list[str]) -> None:
     """Run one check from a test cell: print a pass line or raise a clear failure (``lab``,
-    ``checks``, ``params``: a part's, when a part's kit calls it).
+    ``checks``, ``params``: the part's, whose kit calls it).
 
     The service's checks drive its app in this kernel; the grader starts it as a process in
     its sandbox, with its own settings and rows, and also hides the model's files and rolls
     back under traffic."""
     import mlflow
 
-    todo, judge = (checks or CHECKS)[check_id]
-    params = {name: namespace[name] for name in (params or PARAMS) if name in namespace}
+    todo, judge = checks[check_id]
+    params = {name: namespace[name] for name in params if name in namespace}
     with quiet():
         exp = {**expected_from_params(params)}
         shipped = load_expected(lab, params) or {}
