@@ -36,7 +36,7 @@ class Lab:
 
     @property
     def number(self) -> str:
-        """The lab's number as the course writes it: ``05`` for ``05_cicd``, ``05a`` for
+        """The lab's number as the course writes it: ``01`` for ``01_tracking``, ``05a`` for
         ``05a_testing``. A lab that would take a student past an hour is split into parts that
         keep its number and add a letter, so the other labs keep theirs."""
         return self.lab_id.split("_", 1)[0]
