@@ -58,27 +58,15 @@ PARAMS = [
     "N_ESTIMATORS",
     "MAX_DEPTH",
 ]
-#: The project as part a leaves it: what start_project writes and commits.
-GITIGNORE = "__pycache__/\n.venv/\n.ipynb_checkpoints/\nmlruns/\nmlflow.db\n"
-PIPELINE = """\
-stages:
-  prepare:
-    cmd: python src/prepare.py
-    deps: [src/prepare.py, data/metrics.csv]
-    params: [prepare.test_size, prepare.seed]
-    outs: [data/train.csv, data/test.csv]
-  train:
-    cmd: python src/train.py
-    deps: [src/train.py, data/train.csv]
-    params: [train.n_estimators, train.max_depth, train.seed]
-    outs: [model.pkl]
-  evaluate:
-    cmd: python src/evaluate.py
-    deps: [src/evaluate.py, model.pkl, data/test.csv]
-    metrics:
-      - metrics.json:
-          cache: false
-"""
+#: The pipeline of part a, made with DVC's command line (part a writes dvc.yaml by hand).
+STAGE_COMMANDS = (
+    "dvc stage add -q -n prepare -p prepare.test_size,prepare.seed -d src/prepare.py -d data/metrics.csv "
+    "-o data/train.csv -o data/test.csv python src/prepare.py",
+    "dvc stage add -q -n train -p train.n_estimators,train.max_depth,train.seed -d src/train.py -d data/train.csv "
+    "-o model.pkl python src/train.py",
+    "dvc stage add -q -n evaluate -d src/evaluate.py -d model.pkl -d data/test.csv -M metrics.json "
+    "python src/evaluate.py",
+)
 
 
 def start_project(sh: Callable[[str], str], project: str | Path, remote: str | Path, data_path: str | Path | None,
@@ -88,23 +76,23 @@ def start_project(sh: Callable[[str], str], project: str | Path, remote: str | P
     folder ``remote``, the first data version tracked, the pipeline run, committed, pushed."""
     project = Path(project)
     write_project(project, data_path, v1_rows, project_params(test_size, seed, n_estimators, max_depth))
-    (project / ".gitignore").write_text(GITIGNORE)
-    (project / "dvc.yaml").write_text(PIPELINE)
-    for command in (
+    commands = [
         "git init -q -b main",
         'git config user.name "Lab 07 student"',
         'git config user.email "student@example.com"',
         "dvc init -q",
         "dvc config core.analytics false",
-        f"dvc remote add -d local {os.path.relpath(remote, project)}",
+        f"dvc remote add -q --default local {os.path.relpath(remote, project)}",
         "dvc add -q " + DATA_FILE,
-        f"git add .gitignore .dvc/config {DVC_FILE} data/.gitignore src params.yaml",
-        'git commit -q -m "feat(data): track the first version of the metrics with DVC"',
+        "git add --all",
+        'git commit -q -m "feat(data): the first version of the metrics, tracked by DVC"',
+        *STAGE_COMMANDS,
         "dvc repro -q",
-        "git add dvc.yaml dvc.lock metrics.json .gitignore data/.gitignore",
-        'git commit -q -m "feat(pipeline): prepare, train and evaluate stages"',
+        "git add --all",
+        'git commit -q -m "feat(pipeline): the prepare, train and evaluate stages and their first run"',
         "dvc push -q",
-    ):
+    ]
+    for command in commands:
         sh(command)
 
 
