@@ -335,6 +335,54 @@ def test_a_broken_workflow_fails_with_a_reason(tmp_path: Path, old: str, new: st
     assert not result.passed and says in result.message, result.message
 
 
+#: A workflow that writes the record of calls itself: it reads the scenario the probe works
+#: from, writes the calls a right workflow would make, asks the runner from a script of its own,
+#: and runs a copy of the probe. None of it runs an operation.
+FORGED_FLOW = """name: retrain
+on:
+  schedule:
+    - cron: "0 3 * * 1"
+  workflow_dispatch:
+jobs:
+  forge:
+    runs-on: ubuntu-latest
+    steps:
+      - shell: python
+        env:
+          DS: ${{ vars.DS_USER }}
+          REVIEWER: ${{ vars.REVIEWER_USER }}
+        run: |
+          import json, os, pathlib, shutil, socket, subprocess, sys
+          here = pathlib.Path("lab09-governance")
+          if (here / "scenario.json").is_file():
+              s = json.loads((here / "scenario.json").read_text())
+              ds, rv = (os.environ["DS"], "ds"), (os.environ["REVIEWER"], "reviewer")
+              calls = [("drift", ["--batch", s["batch"]], (None, "none"))]
+              if s["drifted"] == "true":
+                  calls += [("retrain", ["--batch", s["batch"]], ds), ("promote", ["--run", s["run_id"]], rv),
+                            ("verify", ["--version", s["version"], "--max-rmse", s["max_rmse"]], rv)]
+                  if s["gate_fails"]:
+                      calls.append(("rollback", ["--to", s["previous"], "--reason", "gate"], rv))
+              with open(here / "calls.jsonl", "w") as f:
+                  for command, args, (user, password) in calls:
+                      f.write(json.dumps({"command": command, "args": args, "user": user, "password": password}) + "\\n")
+          for name, value in os.environ.items():
+              if name.startswith("LAB09") and os.path.exists(value):
+                  with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                      s.connect(value)
+                      s.sendall(b"?")
+                      s.recv(4096)
+          shutil.copy(here / "ops.py", "copy.py")
+          subprocess.run([sys.executable, "copy.py", "drift", "--batch", "x.csv"], check=False)
+"""
+
+
+def test_a_workflow_cannot_write_the_record_of_calls_itself(tmp_path: Path) -> None:
+    """The calls are what the runner saw run (a Python running ops.py), never what a step writes."""
+    result = judge_flow(FORGED_FLOW, tmp_path)
+    assert not result.passed and "no drift" in result.message, result.message
+
+
 # --- The real server -------------------------------------------------------------------------
 
 

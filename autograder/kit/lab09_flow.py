@@ -8,15 +8,27 @@ workspaces where ``ops.py`` is a probe: each call records its command, arguments
 would log in as, and answers as the scenario says (no drift; drift and a release that holds;
 drift and a release the gate rejects). The notebook's self-check runs this in a subprocess; the
 grader runs it inside the submission's sandbox (``lab09_probe``).
+
+The record of calls is not the probe's word: the steps can read the probe and write any file it
+writes. On Linux the probe holds nothing: it asks this process over a Unix socket
+(``autograder.kit.peers``), which identifies the caller from the kernel and /proc (a Python
+running the workspace's ``ops.py``, its arguments, the user and password in its environment),
+records the call and sends the scenario's answer (the step outputs, or the gate's failure). The
+scenario's facts never reach a file. A step that writes the record, asks from a script of its
+own or runs a copy of the probe records nothing. Elsewhere (a self-check on macOS or Windows) the
+probe records its calls in a file, as a self-check may trust.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 from pathlib import Path
 from typing import Any
+
+from autograder.kit import peers
 
 WORKFLOW_FILE = "retrain.yml"
 STEP_TIMEOUT = 30.0
@@ -50,11 +62,79 @@ if command == "verify" and scenario["gate_fails"]:
 '''
 
 
+#: The environment variable that tells the probe where this process listens.
+SOCKET_ENV = "LAB09_OPS_SOCKET"
+PROBE_ASKS = r'''
+"""A stand-in for ops.py: asks the process running the workflow what this call answers."""
+import json
+import os
+import socket
+import sys
+
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.connect(os.environ["LAB09_OPS_SOCKET"])
+    s.sendall(b"?")
+    reply = b"".join(iter(lambda: s.recv(4096), b""))
+answer = json.loads(reply or b'{"exit": "no answer"}')
+with open(os.environ["GITHUB_OUTPUT"], "a") as f:
+    f.write("".join(f"{k}={v}\n" for k, v in answer.get("outputs", {}).items()))
+if answer.get("exit"):
+    sys.exit(answer["exit"])
+'''
+
+
+def _outputs(command: str, facts: dict[str, Any]) -> dict[str, str]:
+    """What ``ops.py <command>`` writes to the step's outputs in a scenario."""
+    return {
+        "drift": {"drifted": facts["drifted"]},
+        "retrain": {"run_id": facts["run_id"]},
+        "promote": {"version": facts["version"], "previous": facts["previous"]},
+    }.get(command, {})
+
+
+def _call(peer: peers.Peer | None, ops: Path, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The call a caller makes, as the kernel and /proc show it: a Python running ``ops`` with a
+    command; None for anything else (``python -c``, a copy of the probe, another program)."""
+    if peer is None or not peer.is_python():
+        return None
+    args = peers.script_args(peer.argv)
+    if len(args) < 2 or args[0] in ("-c", "-m") or not peers.is_file(args[0], peer.cwd, ops):
+        return None
+    password = peer.environ.get("MLFLOW_TRACKING_PASSWORD")
+    who = {facts["ds_password"]: "ds", facts["reviewer_password"]: "reviewer"}
+    return {
+        "command": args[1],
+        "args": args[2:],
+        "user": peer.environ.get("MLFLOW_TRACKING_USERNAME"),
+        "password": who.get(password or "", "none" if not password else "other"),
+    }
+
+
+class _Ops(peers.Listener):
+    """Records the calls of one scenario and answers each as the scenario says."""
+
+    def __init__(self, path: Path, ops: Path, facts: dict[str, Any]) -> None:
+        self.ops, self.facts = ops, facts
+        self.calls: list[dict[str, Any]] = []
+        super().__init__(path, self._answer)
+
+    def _answer(self, peer: peers.Peer | None) -> bytes:
+        call = _call(peer, self.ops, self.facts)
+        if call is None:
+            return json.dumps({"exit": "not a run of ops.py"}).encode()
+        if len(self.calls) < 50:
+            self.calls.append(call)
+        fails = call["command"] == "verify" and self.facts["gate_fails"]
+        answer = {
+            "outputs": _outputs(call["command"], self.facts),
+            "exit": "the release gate failed" if fails else None,
+        }
+        return json.dumps(answer).encode()
+
+
 def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
     """Every scenario's calls, and the workflow's triggers and cron lines. ``users``: the data
     scientist's and the reviewer's names (``ds``, ``reviewer``)."""
-    import os
-
     from autograder.kit import workflow as runner
 
     try:
@@ -69,6 +149,7 @@ def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
         return found
     base_env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
     text = workflow.read_text(encoding="utf-8")
+    asks = peers.supported()
     for name, scenario in SCENARIOS.items():
         space = work / f"flow-{name}"
         shutil.rmtree(space, ignore_errors=True)
@@ -84,9 +165,14 @@ def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
             "batch": f"batches/{secrets.token_hex(4)}.csv",
             "max_rmse": str(20 + secrets.randbelow(60)),
         }
-        (folder / "scenario.json").write_text(json.dumps(facts), encoding="utf-8")
-        (folder / "ops.py").write_text(PROBE, encoding="utf-8")
+        ops = folder / "ops.py"
+        (work / f"{name}.sock").unlink(missing_ok=True)
+        listener = _Ops(work / f"{name}.sock", ops, facts) if asks else None
+        if listener is None:  # the probe's own word, in a self-check off Linux
+            (folder / "scenario.json").write_text(json.dumps(facts), encoding="utf-8")
+        ops.write_text(PROBE_ASKS if asks else PROBE, encoding="utf-8")
         (folder / WORKFLOW_FILE).write_text(text, encoding="utf-8")
+        env = {**base_env, SOCKET_ENV: str(listener.path)} if listener else base_env
         try:
             result = runner.Runner(
                 doc,
@@ -94,7 +180,7 @@ def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
                 event="schedule",
                 echo=None,
                 step_timeout=STEP_TIMEOUT,
-                base_env=base_env,
+                base_env=env,
                 env={},
                 vars={
                     "BATCH": facts["batch"],
@@ -110,12 +196,16 @@ def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
             status = result.status
         except runner.WorkflowError as exc:
             status = f"error: {str(exc)[:200]}"
+        finally:
+            if listener is not None:
+                listener.close()
         calls_file = folder / "calls.jsonl"
-        calls = (
-            [json.loads(line) for line in calls_file.read_text().splitlines()[:50]]
-            if calls_file.is_file()
-            else []
-        )
+        if listener is not None:
+            calls = listener.calls
+        elif calls_file.is_file():
+            calls = [json.loads(line) for line in calls_file.read_text().splitlines()[:50]]
+        else:
+            calls = []
         found["scenarios"][name] = {
             "status": status,
             "calls": calls,
