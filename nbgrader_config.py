@@ -27,6 +27,10 @@ c.CourseDirectory.db_url = sqlite_uri(ROOT / "gradebook.db")
 c.OverwriteCells.add_missing_cells = True
 # Generous limits: Lab notebooks train models and start an MLflow store.
 c.ExecutePreprocessor.timeout = 120
+# nbgrader fails a notebook whose kernel is slow to send its last output after a cell ends (4 s by
+# default): on 2 busy cores, Lab 03b's set-up (cross-validating a 100-tree forest with n_jobs=-1)
+# failed that way twice in a row; 60 s passed.
+c.Execute.iopub_timeout = 60
 
 # `nbgrader autograde` runs every submission in its own folder under autograded/, all from
 # one process. Without this, every kernel would log to the same MLflow store, and a check
