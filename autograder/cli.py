@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes of the local Dask cluster (default: cores)")
     cls.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="grade on the workers of this Dask scheduler (tcp://host:8786) instead of locally")
+    cls.add_argument("--engine", choices=("dask", "pool"), default="dask",
+                     help="dask (default) or pool: the process pool that graded classes before Dask, locally")
     cls.add_argument("--due", type=_datetime, default=None, metavar="WHEN",
                      help="due date, ISO 8601 (e.g. 2026-12-01T23:59+01:00; UTC if no offset): adds a late column")
     cls.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S")
@@ -274,7 +276,9 @@ def cmd_class(args: argparse.Namespace) -> int:
     seed = -1 if args.course_data else args.seed
     if args.course_data and args.variants:
         raise ValueError("--course-data and --variants exclude each other: one set of data per grading")
-    cluster = Cluster(jobs=args.jobs or 0, scheduler=args.scheduler)
+    if args.engine == "pool" and args.scheduler:
+        raise ValueError("--scheduler needs --engine dask: the process pool grades on this machine only")
+    cluster = Cluster(jobs=args.jobs or 0, scheduler=args.scheduler, engine=args.engine)
     summary = grade_class(args.submissions, args.out, cluster, None, args.cell_timeout, args.timeout,
                           sandboxed=sandboxed, seed=seed, options=_options(args))
     print(f"graded {summary.graded_now}, kept {summary.kept} from an earlier run")

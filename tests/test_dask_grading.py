@@ -107,3 +107,14 @@ def test_a_scheduler_that_does_not_answer_is_one_line(
 def test_an_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="no such grading engine"):
         classroom.run_jobs([{"display": "x"}], classroom.Cluster(engine="threads"), progress=False)
+
+
+def test_the_process_pool_grades_on_this_machine_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    args = ["class", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--no-sandbox", "--engine", "pool"]
+    assert cli.main([*args, "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: --scheduler needs --engine dask: the process pool grades on this machine only"
+    )
