@@ -97,6 +97,14 @@ def _worker_number() -> int:
     return int(worker[2:]) if worker[2:].isdigit() else 0
 
 
+def sandbox_slot() -> int:
+    """The uid slot for a test that runs a kit program in the sandbox itself, not through
+    ``grading``: apart from every worker's grading slot (0..N), because RLIMIT_NPROC counts a
+    uid's processes machine-wide, and a grading's server threads on the other worker would
+    leave the test's sandbox no process to fork (a flaky failure seen in CI)."""
+    return 1000 + _worker_number()
+
+
 @pytest.fixture(scope="session")
 def graded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder shared by every xdist worker of this session (their base temps are siblings),

@@ -23,7 +23,7 @@ from autograder.course import LABS
 from autograder.kit import checking, lab05, lab05a, labkit
 from autograder.notebook import grade_id
 from autograder.references import lab05 as references
-from tests.conftest import grading, make_submission, partial_todos, points, solution_code
+from tests.conftest import grading, make_submission, partial_todos, points, sandbox_slot, solution_code
 
 LAB = LABS["05a_testing"]
 MAX = {"check_todo1_data": 2, "check_todo2_gate": 3, "check_todo3_tests": 2}
@@ -258,7 +258,7 @@ def _batch_in_sandbox(tmp_path: Path, scripts: dict[str, str], cases: list[list[
     for name, source in scripts.items():
         (tmp_path / name).write_text(source, encoding="utf-8")
     (tmp_path / ".tmp").mkdir(exist_ok=True)
-    box = sandbox.Sandbox(tmp_path)
+    box = sandbox.Sandbox(tmp_path, slot=sandbox_slot())
     box.prepare()
     nonce = "b" * 32
     job = {"nonce": nonce, "cases": [{"args": args} for args in cases]}

@@ -22,7 +22,7 @@ from autograder.course import LABS
 from autograder.kit import lab05, lab05_run, lab05b
 from autograder.notebook import grade_id
 from autograder.references import lab05 as references
-from tests.conftest import grading, make_submission, partial_todos, points, solution_code
+from tests.conftest import grading, make_submission, partial_todos, points, sandbox_slot, solution_code
 
 LAB = LABS["05b_pipeline"]
 MAX = {"check_todo1_promote": 2, "check_todo2_workflow": 1}
@@ -284,7 +284,7 @@ def _in_sandbox(tmp_path: Path, text: str) -> tuple[dict, str]:
     (tmp_path / "pipeline").mkdir(exist_ok=True)
     (tmp_path / ".tmp").mkdir(exist_ok=True)
     (tmp_path / lab05.WORKFLOW).write_text(text, encoding="utf-8")
-    box = sandbox.Sandbox(tmp_path)
+    box = sandbox.Sandbox(tmp_path, slot=sandbox_slot())
     box.prepare()
     runner = SandboxRunner(tmp_path, "sqlite:///unused.db", box)
     nonce, wf = "a" * 32, lab05.workflow_vars()

@@ -39,7 +39,7 @@ from autograder.kit.checking import CheckResult
 from autograder.notebook import grade_id, parameters_of
 from autograder.references import lab08_service as references
 from autograder.references import lab08b as part_references
-from tests.conftest import grading, make_submission, partial_todos, points, solution_code
+from tests.conftest import grading, make_submission, partial_todos, points, sandbox_slot, solution_code
 
 LAB08B = LABS["08b_production"]
 MAX = {"check_todo1_canary": 2, "check_todo2_drift": 2, "check_todo3_load": 2, "check_todo4_docker": 1}
@@ -655,7 +655,7 @@ def test_the_service_cannot_write_or_read_the_drivers_answer(tmp_path: Path) -> 
         con.execute("CREATE TABLE registered_model_aliases (alias TEXT, version INTEGER, name TEXT)")
     (tmp_path / ".tmp").mkdir()
     uri = labkit.sqlite_uri(db)
-    box = sandbox.Sandbox(tmp_path, extra_env={"MLFLOW_TRACKING_URI": uri})
+    box = sandbox.Sandbox(tmp_path, extra_env={"MLFLOW_TRACKING_URI": uri}, slot=sandbox_slot())
     box.prepare()
     job = {"model_name": "m", "aliases": {"champion": "2", "challenger": "1"}, "share": 0.4, "window": 40,
            "rows": {}, "nonce": "n0nce-of-the-grader", "dockerfile": GOOD_DOCKERFILE}

@@ -15,12 +15,13 @@ import pytest
 from autograder import cli, course, sandbox, store
 from autograder.kit import checking
 from autograder.labspec import run_bounded
+from tests.conftest import sandbox_slot
 
 needs_bwrap = pytest.mark.skipif(sandbox.unavailable_reason() is not None, reason="needs bubblewrap")
 
 
 def _inside(tmp_path: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
-    box = sandbox.Sandbox(tmp_path, extra_env=env)
+    box = sandbox.Sandbox(tmp_path, extra_env=env, slot=sandbox_slot())
     box.prepare()
     return subprocess.run(box.command([sandbox.python(), "-c", script]), capture_output=True, text=True, timeout=60)
 
