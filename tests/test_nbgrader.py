@@ -62,7 +62,9 @@ def test_nbgrader_autograde_gives_the_same_points_per_cell(tmp_path: Path, lab: 
         }
     assert theirs == ours
     assert 0 < sum(ours["partial"].values()) < sum(c.max_points for c in grade(nb).checks)
-    # Each submission had its own MLflow store under nbgrader too (nbgrader_config.py); a lab
-    # that writes nothing to MLflow (07a: Git and DVC only) makes none.
+    # Each submission had its own MLflow store under nbgrader too (nbgrader_config.py), in its own
+    # folder: at its top, or for Lab 09, which runs its own server, in lab09-server/. A lab that
+    # writes nothing to MLflow (07a: Git and DVC only) makes none.
     if any("import mlflow" in c.source for c in generated.cells):
-        assert all((course / "autograded" / s / lab.lab_id / "mlflow.db").exists() for s in ours)
+        stores = {s: sorted((course / "autograded" / s / lab.lab_id).rglob("mlflow.db")) for s in ours}
+        assert all(stores.values()), stores
