@@ -169,3 +169,20 @@ def spec_for(lab_id: str) -> LabSpec | None:
     except ImportError:
         return None
     return references.spec(lab_id) if lab_id in references.MODULES else None
+
+
+def nonce_answer(returncode: int | None, stdout: str, stderr: str, nonce: str, doing: str) -> dict[str, Any]:
+    """A kit driver's answer: the last JSON line of ``stdout`` that carries this job's nonce (a
+    line the submission printed into the same output does not), else an ``error`` saying why:
+    the time limit while ``doing`` it, or the last line of ``stderr``."""
+    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(answer, dict) and answer.get("nonce") == nonce:
+            return answer
+    if returncode is None:
+        return {"error": f"{doing} took longer than {RUN_TIMEOUT:g} s"}
+    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+    return {"error": tail[0][:300]}

@@ -17,7 +17,7 @@ from typing import Any
 
 from autograder.kit import lab08_service as lab08
 from autograder.kit import labkit
-from autograder.labspec import RUN_TIMEOUT, SandboxRunner
+from autograder.labspec import SandboxRunner, nonce_answer
 
 #: The forests of the set-up cell, by the run that logs them.
 FORESTS = {lab08.CHAMPION_RUN: {"n_estimators": 20, "max_depth": 6},
@@ -123,17 +123,5 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
 
 
 def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
-    """The driver's answer: the last JSON line that carries this job's nonce (a line the
-    submission printed into the same output, if it ever could, does not)."""
-    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
-        try:
-            answer = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(answer, dict) and answer.get("nonce") == nonce:
-            return answer
-    if returncode is None:
-        return {"error": f"driving the service took longer than {RUN_TIMEOUT:g} s"}
-    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
-    return {"error": tail[0][:300]}
+    return nonce_answer(returncode, stdout, stderr, nonce, "driving the service")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from autograder.kit import lab09
 from autograder.kit import lab09_history as past
-from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
+from autograder.labspec import LabSpec, SandboxRunner, nonce_answer
 
 
 def dora(history: Mapping[str, Any], price_per_hour: float) -> dict[str, float]:
@@ -83,17 +83,7 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
 
 
 def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
-    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
-        try:
-            answer = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(answer, dict) and answer.get("nonce") == nonce:
-            return answer
-    if returncode is None:
-        return {"error": f"asking the server took longer than {RUN_TIMEOUT:g} s"}
-    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
-    return {"error": tail[0][:300]}
+    return nonce_answer(returncode, stdout, stderr, nonce, "asking the server")
 
 
 SPEC = LabSpec(lab=lab09, expected=expected, run_code=run_code)
