@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 
+from autograder.course import ROOT
 from autograder.grade import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from autograder.results import GradeResult
 
@@ -133,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="regenerate labs/ from the masters in solutions/")
     gen.add_argument("--check", action="store_true", help="only report stale student notebooks")
+
+    tr = sub.add_parser("translate", help="translators' tools: status, a skeleton to translate, the message catalog")
+    tr.add_argument("action", choices=["status", "skeleton", "catalog"],
+                    help="status: what is missing or stale; skeleton: add the missing cells in English to "
+                         "the lab's translation file; catalog: merge the current English messages into the "
+                         "language's PO file")
+    tr.add_argument("labs", nargs="*", help="lab ids (default: every lab)")
+    tr.add_argument("--lang", default="es", help="the language (default es)")
     return parser
 
 
@@ -260,10 +269,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
         stale = generate.stale_labs()
         for lab in stale:
             print(f"stale: {lab.student} (run `make labs`)", file=sys.stderr)
-        return 1 if stale else 0
+        editions = generate.stale_editions()
+        for lab, lang, issues in editions:
+            print(f"stale: {lab.student_in(lang)} ({issues[0] if issues else 'run `make labs`'})", file=sys.stderr)
+        return 1 if stale or editions else 0
     changed = generate.write_all()
     print("\n".join(f"wrote {lab.student}" for lab in changed) or "labs/ is up to date")
+    written, blocked = generate.write_editions()
+    print("\n".join(f"wrote {p.relative_to(ROOT)}" for p in written) or "translated editions are up to date")
+    for line in blocked:
+        print(f"not generated: {line}", file=sys.stderr)
     return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    """Translators' tools: what is left to translate, a file to start from, the catalogs."""
+    from autograder import catalog, translation
+    from autograder.course import LABS
+
+    unknown = [lab_id for lab_id in args.labs if lab_id not in LABS]
+    if unknown:
+        print(f"no such lab: {', '.join(unknown)} (labs: {', '.join(LABS)})", file=sys.stderr)
+        return 2
+    labs = [LABS[lab_id] for lab_id in args.labs] if args.labs else list(LABS.values())
+    if args.action == "skeleton":
+        for lab in labs:
+            p, added = translation.skeleton(lab, args.lang)
+            print(f"{p.relative_to(ROOT)}: {added} cell(s) added in English, to translate")
+        return 0
+    if args.action == "catalog":
+        total, missing = catalog.update(args.lang)
+        print(f"{i18n_path(args.lang)}: {total} messages, {missing} to translate")
+        return 0
+    issues = [line for lab in labs for line in translation.problems(lab, args.lang)]
+    issues += catalog.problems(args.lang) if not args.labs else []
+    print("\n".join(issues) or f"every cell and message is translated into {args.lang} and current")
+    return 1 if issues else 0
+
+
+def i18n_path(lang: str) -> str:
+    from autograder.kit import i18n
+
+    return str(i18n.catalog_dir(lang).relative_to(ROOT)) + "/*.po"
 
 
 @one_line_errors()
@@ -407,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             "class": cmd_class,
             "release": cmd_release,
             "generate": cmd_generate,
+            "translate": cmd_translate,
             "store": cmd_store,
             "lab": cmd_lab,
             "variants": cmd_variants,

@@ -23,6 +23,9 @@ MAIN_DATASET = DATA_DIR / "devops_metrics.csv"
 #: The one course-level MLflow store that JupyterLab, the MLflow UI and every lab share.
 STORE_DIR = ROOT / "mlflow-store"
 
+#: The language the masters are written in; other editions are generated (``translation``).
+SOURCE_LANGUAGE = "en"
+
 
 #: A lab's id: two digits, an optional part letter, then the topic (``01_tracking``, ``05a_testing``).
 LAB_ID = re.compile(r"[0-9]{2}[a-z]?_[a-z0-9_]+")
@@ -60,6 +63,19 @@ class Lab:
     def student(self) -> Path:
         """The student notebook generated from the master."""
         return LABS_DIR / self.lab_id / f"{self.lab_id}.ipynb"
+
+    def student_in(self, lang: str) -> Path:
+        """The student notebook in ``lang``: English in ``labs/``, another edition in
+        ``labs/<lang>/`` (generated from the master and its translation)."""
+        return self.student if lang == SOURCE_LANGUAGE else LABS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
+
+    def master_in(self, lang: str) -> Path:
+        """The master in ``lang``: the hand-written one in English, otherwise the generated
+        ``solutions/<lang>/`` copy (in a student bundle, that edition's student notebook)."""
+        if lang == SOURCE_LANGUAGE:
+            return self.master
+        master = SOLUTIONS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
+        return master if master.exists() or not self.student_in(lang).exists() else self.student_in(lang)
 
 
 def discover_labs() -> dict[str, Lab]:

@@ -24,7 +24,9 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
-from autograder.course import LABS, MAIN_DATASET, Lab
+from autograder import translation
+from autograder.course import LABS, MAIN_DATASET, SOLUTIONS_DIR, SOURCE_LANGUAGE, Lab
+from autograder.kit import i18n
 from autograder.kit.checking import EXPECTED_DIR
 from autograder.labspec import spec_for
 from autograder.notebook import parameters_of
@@ -51,10 +53,59 @@ def student_version(master: NotebookNode) -> NotebookNode:
     return nb
 
 
-def render(lab: Lab) -> str:
-    """The exact text of the student notebook file for a lab."""
+def render(lab: Lab, lang: str = SOURCE_LANGUAGE) -> str:
+    """The exact text of the student notebook file for a lab, in ``lang``."""
+    return nbformat.writes(student_version(master_in(lab, lang))) + "\n"
+
+
+def master_in(lab: Lab, lang: str) -> NotebookNode:
+    """The master in ``lang``: the English master, or the one its translation makes
+    (``TranslationError`` when that translation is missing cells or stale)."""
     master = nbformat.read(lab.master, as_version=4)
-    return nbformat.writes(student_version(master)) + "\n"
+    return master if lang == SOURCE_LANGUAGE else translation.translated_master(lab, lang, master)
+
+
+def render_master(lab: Lab, lang: str) -> str:
+    """The exact text of a translated edition's solution notebook (``solutions/<lang>/``)."""
+    return nbformat.writes(master_in(lab, lang)) + "\n"
+
+
+def editions(lab: Lab) -> list[str]:
+    """The translated languages ``lab`` has a translation file for."""
+    return [lang for lang in i18n.LANGUAGES if lang != SOURCE_LANGUAGE and translation.path(lab, lang).is_file()]
+
+
+def stale_editions() -> list[tuple[Lab, str, list[str]]]:
+    """Translated notebooks that differ from what the master and its translation generate:
+    (lab, language, the translation's problems, empty when only the files are behind)."""
+    stale = []
+    for lab in LABS.values():
+        for lang in editions(lab):
+            issues = translation.problems(lab, lang)
+            if issues:
+                stale.append((lab, lang, issues))
+                continue
+            files = ((lab.student_in(lang), render(lab, lang)),
+                     (SOLUTIONS_DIR / lang / lab.lab_id / f"{lab.lab_id}.ipynb", render_master(lab, lang)))
+            if any(not p.exists() or p.read_text(encoding="utf-8") != text for p, text in files):
+                stale.append((lab, lang, []))
+    return stale
+
+
+def write_editions() -> tuple[list[Path], list[str]]:
+    """Regenerate every translated notebook whose translation is complete; (files written,
+    one line per translation that is not complete)."""
+    written, blocked = [], []
+    for lab, lang, issues in stale_editions():
+        if issues:
+            blocked.append(f"{lab.lab_id} ({lang}): {issues[0]}" + (f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""))
+            continue
+        for p, text in ((SOLUTIONS_DIR / lang / lab.lab_id / f"{lab.lab_id}.ipynb", render_master(lab, lang)),
+                        (lab.student_in(lang), render(lab, lang))):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text, encoding="utf-8", newline="\n")
+            written.append(p)
+    return written, blocked
 
 
 def expected_path(lab: Lab) -> Path:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from autograder.kit.i18n import _, translate
+
 #: Artifact files larger than this are not read (a plot or a report is far smaller).
 MAX_ARTIFACT_BYTES = 20 << 20
 
@@ -602,13 +604,14 @@ def message(messages: Mapping[str, str], key: str, **values: Any) -> str:
     """The text of message ``key`` of a kit's ``messages`` with ``values`` filled in.
 
     Every kit turns its keys into text here (``_msg = functools.partial(message, MESSAGES)``),
-    so another edition of the course (the Spanish one) has one place to change."""
-    return messages[key].format(**values)
+    so another edition of the course (the Spanish one) has one place to change: the English
+    text is looked up in the current language's catalog (``i18n``), keyed by its text and key."""
+    return translate(messages[key], context=key).format(**values)
 
 
 def names(mapping: Mapping[str, Any] | list[str]) -> str:
     """``a, b, c`` for messages, or ``none``."""
-    return ", ".join(sorted(mapping)) or "none"
+    return ", ".join(sorted(mapping)) or _("none")
 
 
 def pairs(mapping: Mapping[str, Any]) -> str:
