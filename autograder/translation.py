@@ -200,13 +200,10 @@ def write(lab: Lab, lang: str, entries: dict[str, dict[str, Any]]) -> Path:
 # that outweigh them (a sentence naming "Model training" or "the run's Artifacts tab" in
 # Spanish words stays Spanish).
 ENGLISH_WORDS = frozenset(
-    "the and of to is are with this that these your you it its for from not be by an which what "
-    "when then will can have was were into only if so or but does each every in on at they there "
-    "their we our how".split()
+    ["the", "and", "of", "to", "is", "are", "with", "this", "that", "these", "your", "you", "it", "its", "for", "from", "not", "be", "by", "an", "which", "what", "when", "then", "will", "can", "have", "was", "were", "into", "only", "if", "so", "or", "but", "does", "each", "every", "in", "on", "at", "they", "there", "their", "we", "our", "how"]
 )
 SPANISH_WORDS = frozenset(
-    "el la los las de del que en un una es son con por para se su sus al lo como más pero este "
-    "esta estos estas cada si no y o tu tus ya hay le".split()
+    ["el", "la", "los", "las", "de", "del", "que", "en", "un", "una", "es", "son", "con", "por", "para", "se", "su", "sus", "al", "lo", "como", "más", "pero", "este", "esta", "estos", "estas", "cada", "si", "no", "y", "o", "tu", "tus", "ya", "hay", "le"]
 )
 _NOT_PROSE = re.compile(
     r"```.*?```|`[^`]*`|\$[^$]*\$|https?://\S+|\]\([^)]*\)|<[^>]+>|\{[^}]*\}|'[^'\n]*'|\"[^\"\n]*\"",
