@@ -39,6 +39,7 @@ from autograder.kit.checking import (
     judge_safely,
     load_expected,
     local_path,
+    message,
     pairs,
     quiet,
     read_artifact,
@@ -296,11 +297,12 @@ EXAMPLES = {"data": 'python pipeline/validate_data.py "$BATCH"',
 
 
 def _msg(key: str, **values: Any) -> str:
-    return MESSAGES[key].format(**values)
+    """Message ``key`` in the current language (``checking.message``: the kit's catalog)."""
+    return message(MESSAGES, key, **values)
 
 
 def _num(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else MESSAGES["unknown"]
+    return f"{value:.3f}" if isinstance(value, int | float) else _msg("unknown")
 
 
 # --- Evidence -----------------------------------------------------------------------------
@@ -548,7 +550,7 @@ def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     found = (ev.get("runs") or {}).get("data", {})
     for case, spec in exp["data_cases"].items():
         rec, columns = found.get(case), spec["columns"]
-        what = spec["what"] or MESSAGES["target_good"]
+        what = spec["what"] or _msg("target_good")
         if rec is None:
             return _not_run(exp, "validate_data.py", GOOD_BATCH if case == "good" else BAD_BATCH,
                             _todo(exp, DATA_SCRIPT))
@@ -573,7 +575,7 @@ def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 def _gate_tags(tags: Mapping[str, str], version: str, expected_r2: float | None) -> CheckResult | None:
     def no_tag(tag: str, expected: str = "") -> CheckResult:
         return CheckResult(False, _msg("gate_no_tag", version=version, tag=tag, expected=expected,
-                                       found=pairs(tags) or MESSAGES["none"]))
+                                       found=pairs(tags) or _msg("none")))
 
     if tags.get("validation_passed") != "true":
         return no_tag("validation_passed", "=true")
@@ -629,7 +631,7 @@ def judge_gate(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                         champion_r2=numbers["champion_r2"])
             if rec["code"] == 0:
                 if "fix" in spec:
-                    return CheckResult(False, _msg("gate_ignored_rule", case=what, fix=MESSAGES[spec["fix"]]))
+                    return CheckResult(False, _msg("gate_ignored_rule", case=what, fix=_msg(spec["fix"])))
                 return CheckResult(False, _msg("gate_passed_poor", version=version, run=exp["runs"][role],
                                                r2=_num(r2.get(role)), **numbers))
             changes = _changes(rec, GATE_TAGS, version)
@@ -661,7 +663,7 @@ def judge_tests(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if absent:
         return CheckResult(False, _msg("no_tests", file=TEST_FILE, s="s" if len(absent) > 1 else "",
                                        missing=", ".join(absent), found=", ".join(defined.get("names", [])) or
-                                       MESSAGES["none"]))
+                                       _msg("none")))
     problem = _need_roles(ev, exp)
     if problem:
         return problem
@@ -685,8 +687,8 @@ def judge_tests(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                                                detail=_tail(rec["output"])))
         elif results.get(spec["must_fail"]) != "failed" or rec["code"] == 0:
             flaw = spec["flaw"]
-            return CheckResult(False, _msg("test_missed_flaw", test=spec["must_fail"], flaw=MESSAGES[f"flaw_{flaw}"],
-                                           fix=MESSAGES[f"fix_{flaw}"]))
+            return CheckResult(False, _msg("test_missed_flaw", test=spec["must_fail"], flaw=_msg(f"flaw_{flaw}"),
+                                           fix=_msg(f"fix_{flaw}")))
     key = "tests_ok" if len(exp["tests_cases"]) == 1 else "tests_flaws_ok"
     return CheckResult(True, _msg(key, names=", ".join(REQUIRED_TESTS), version=candidate))
 
@@ -695,7 +697,7 @@ def _promotion_record(tags: Mapping[str, str], version: str, reason: str | None)
     absent = [t for t in PROMOTION_TAGS if not tags.get(t)]
     if absent:
         return CheckResult(False, _msg("promotion_untagged", version=version, s="s" if len(absent) > 1 else "",
-                                       missing=", ".join(absent), found=pairs(tags) or MESSAGES["none"]))
+                                       missing=", ".join(absent), found=pairs(tags) or _msg("none")))
     try:
         datetime.fromisoformat(tags["promoted_at"].replace("Z", "+00:00"))
     except ValueError:
@@ -725,7 +727,7 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         if must == "promote_if_validated" and after.get("validation_passed") != "true":
             must = "refuse_quietly"
         if must in ("refuse", "refuse_quietly"):
-            shown = pairs(rec.get("tags_before") or after) or MESSAGES["none"]
+            shown = pairs(rec.get("tags_before") or after) or _msg("none")
             if rec["code"] == 0:
                 key = "promote_refused_false" if spec.get("tag") == "false" else "promoted_poor"
                 return CheckResult(False, _msg(key, version=version, run=run, code=0, tags=shown))
@@ -736,7 +738,7 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                 return CheckResult(False, _msg("poor_tagged", version=version, run=run, tags=", ".join(recorded)))
             if must == "refuse_quietly":
                 return CheckResult(True, _msg("promote_refusal_only", poor=version_of["poor"], candidate=version,
-                                                   redo=MESSAGES[exp.get("redo", "redo_setup")]))
+                                                   redo=_msg(exp.get("redo", "redo_setup"))))
             refused.append(_msg("target_version", version=version, run=run))
             continue
         if rec["code"] != 0:
@@ -795,7 +797,7 @@ def _args_problem(record: Mapping[str, Any], exp: Mapping[str, Any]) -> CheckRes
                                   and (_option(args, "--reason") or "").strip()):
         return CheckResult(False, _msg("arg_promote", args=shown, name=name, version=version))
     if kind != "data" and env.get("MLFLOW_TRACKING_URI") != MASKED:
-        return CheckResult(False, _msg("no_secret", what=MESSAGES[f"step_{kind}"].capitalize()))
+        return CheckResult(False, _msg("no_secret", what=_msg(f"step_{kind}").capitalize()))
     return None
 
 
@@ -806,7 +808,7 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if problem:
         return problem
     found = (ev.get("runs") or {}).get("workflow", {})
-    run = found.get("run") or {"error": "no_answer", "detail": MESSAGES["unknown"]}
+    run = found.get("run") or {"error": "no_answer", "detail": _msg("unknown")}
     if run.get("error") == "todo":
         return CheckResult(False, _msg("workflow_todo", file=WORKFLOW, todo=_todo(exp, WORKFLOW)))
     if run.get("error") == "yaml":
@@ -822,7 +824,7 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("workflow_not_mapping", file=WORKFLOW, detail=run.get("detail")))
     if "push" not in run.get("events", []):
         return CheckResult(False, _msg("workflow_no_push", file=WORKFLOW,
-                                       found=", ".join(run.get("events", [])) or MESSAGES["none"]))
+                                       found=", ".join(run.get("events", [])) or _msg("none")))
     scenarios = run.get("scenarios") or {}
     passing = scenarios.get("pass") or {}
     kinds = [r["kind"] for r in passing.get("ran", [])]
@@ -832,18 +834,18 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         if kind not in kinds:
             stopped = "" if stop is None else _msg("workflow_stopped", step=stop["step"], job=stop["job"],
                                                     reason=_step_reason(stop)) + hint
-            return CheckResult(False, _msg("workflow_missing", file=WORKFLOW, missing=MESSAGES[f"step_{kind}"],
+            return CheckResult(False, _msg("workflow_missing", file=WORKFLOW, missing=_msg(f"step_{kind}"),
                                            example=EXAMPLES[kind], stopped=stopped))
     for earlier, later in zip(WORKFLOW_ORDER, WORKFLOW_ORDER[1:], strict=False):
         if kinds.index(later) < kinds.index(earlier):
-            return CheckResult(False, _msg("workflow_order", file=WORKFLOW, earlier=MESSAGES[f"step_{earlier}"],
-                                           later=MESSAGES[f"step_{later}"]))
+            return CheckResult(False, _msg("workflow_order", file=WORKFLOW, earlier=_msg(f"step_{earlier}"),
+                                           later=_msg(f"step_{later}")))
     for record in passing["ran"]:
         problem = _args_problem(record, exp)
         if problem:
             return problem
     if stop is not None or passing.get("status") != "success":
-        stop = stop or {"step": "?", "job": "?", "reason": MESSAGES["unknown"]}
+        stop = stop or {"step": "?", "job": "?", "reason": _msg("unknown")}
         return CheckResult(False, _msg("workflow_red", file=WORKFLOW, step=stop["step"], job=stop["job"],
                                        reason=_step_reason(stop), hint=hint))
     for failing in WORKFLOW_ORDER[:-1]:
@@ -852,10 +854,10 @@ def judge_workflow(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         after = ran[ran.index(failing) + 1:] if failing in ran else ran
         later = [k for k in WORKFLOW_ORDER[WORKFLOW_ORDER.index(failing) + 1:] if k in after]
         if later:
-            return CheckResult(False, _msg("workflow_no_stop", file=WORKFLOW, failed=MESSAGES[f"step_{failing}"],
-                                           ran=MESSAGES[f"step_{later[0]}"]))
+            return CheckResult(False, _msg("workflow_no_stop", file=WORKFLOW, failed=_msg(f"step_{failing}"),
+                                           ran=_msg(f"step_{later[0]}")))
         if scenario.get("status") != "failure":
-            return CheckResult(False, _msg("workflow_green", file=WORKFLOW, failed=MESSAGES[f"step_{failing}"]))
+            return CheckResult(False, _msg("workflow_green", file=WORKFLOW, failed=_msg(f"step_{failing}")))
     return CheckResult(True, _msg("workflow_ok", file=WORKFLOW))
 
 

@@ -127,10 +127,10 @@ def pipeline_programs(lab05a: Path, passed_versions: list[str], rejected_batches
             done = False
         if done:
             shutil.copyfile(own, rel)
-            found[rel] = MESSAGES["program_yours"].format(source=own.as_posix())
+            found[rel] = lab05._msg("program_yours", source=own.as_posix())
         else:
             Path(rel).write_text(standin, encoding="utf-8")
-            found[rel] = MESSAGES["program_standin"]
+            found[rel] = lab05._msg("program_standin")
     return found
 
 
