@@ -30,18 +30,23 @@ SOURCES = ("*.py", "kit/*.py")
 PROJECT = "mlops-course"
 
 
+#: The names of a module's message tables: a kit's ``MESSAGES`` (read through
+#: ``checking.message``) and the grader's ``TEXT = Messages({...})``.
+TABLES = ("MESSAGES", "TEXT")
+
+
 def kit_messages(path: Path) -> Iterator[tuple[str, str, int]]:
-    """(key, English text, line) of a module's ``MESSAGES = {...}`` literal, if it has one."""
+    """(key, English text, line) of a module's message table literal, if it has one."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "MESSAGES" for t in node.targets)
-            and isinstance(node.value, ast.Dict)
-        ):
-            for key, value in zip(node.value.keys, node.value.values, strict=True):
-                if isinstance(key, ast.Constant) and isinstance(value, ast.Constant):
-                    yield key.value, value.value, value.lineno
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        if isinstance(value, ast.Call) and value.args:  # Messages({...})
+            value = value.args[0]
+        if any(isinstance(t, ast.Name) and t.id in TABLES for t in targets) and isinstance(value, ast.Dict):
+            for key, text in zip(value.keys, value.values, strict=True):
+                if isinstance(key, ast.Constant) and isinstance(text, ast.Constant):
+                    yield key.value, text.value, text.lineno
 
 
 def source_files() -> list[Path]:

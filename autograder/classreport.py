@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from autograder import exports, late
+from autograder.kit.i18n import Messages
 from autograder.report import feedback_markdown
 from autograder.results import GradeResult
 from autograder.roster import Student
 
 # Every sentence of the report, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "title": "Class report",
     "summary": "{n} submissions, {students} students, {failed} could not be graded. Mean score {mean:.1f} / {max:g}.",
     "scores": "Score distribution",
@@ -28,7 +29,7 @@ TEXT = {
     "y_count": "submissions",
     "x_rate": "share of submissions passing",
     "x_seconds": "seconds",
-}
+})
 
 
 def _result(record: dict[str, Any]) -> GradeResult:

@@ -50,6 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.kit.i18n import Messages
 from autograder.roster import read_roster
 
 #: Where Debian (and Ubuntu) install PostgreSQL's server binaries, one folder per major version.
@@ -460,7 +461,7 @@ def running(
 
 
 #: What ``serve`` prints, in one place.
-TEXT = {
+TEXT = Messages({
     "ready": "==> Class server: {url}  ({n} students; the MLflow UI at the same address)",
     "admin": "==> Admin: user {admin}, password in {password_file}",
     "students": "==> Students' accounts (hand each student their row): {credentials}",
@@ -468,7 +469,7 @@ TEXT = {
     "MLFLOW_TRACKING_PASSWORD=<password> MLFLOW_WORKSPACE=<username>, then make lab",
     "stop": "==> Ctrl+C stops the server and its database; the data stays in {folder}",
     "stopped": "==> Stopped the class server.",
-}
+})
 
 
 def serve(roster: Path, folder: Path, host: str, port: int, workers: int) -> int:

@@ -25,15 +25,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import Messages
 from autograder.roster import Student
 
 #: Words of the exports a student may read (Moodle feedback, Gradescope output), in one place.
-TEXT = {
+TEXT = Messages({
     "summary": "{score:g} / {max:g}",
     "before_late": "{raw:g} / {max:g} before the late penalty. {note}",
     "errors": "Errors while the notebook ran: {errors}",
     "regraded": "Regraded: {why}",
-}
+})
 
 CANVAS_IDS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 

@@ -27,12 +27,15 @@ from autograder import course, hidden, store
 from autograder import sandbox as sandbox_mod
 from autograder.execute import Kernel, execute
 from autograder.hidden import HiddenInputs
+from autograder.kit import i18n
 from autograder.kit.checking import CheckResult, judge_safely, quiet
 from autograder.labspec import LabSpec, SandboxRunner, spec_for
 from autograder.notebook import (
+    edition_master,
     grade_id,
     graded_cells,
     identify_lab,
+    notebook_language,
     parameters_of,
     read_submission,
     restore,
@@ -105,7 +108,10 @@ def grade_notebook(
         sandbox_mod.require()
     submission = read_submission(path)
     lab = identify_lab(path, submission)
-    master = nbformat.read(lab.master, as_version=4)
+    # The notebook's own language: its master (Spanish comments in the restored cells) and
+    # the language of every message. Both editions grade alike: same cells, same code.
+    lang = notebook_language(submission)
+    master = nbformat.read(edition_master(path, lab, lang), as_version=4)
     params = parameters_of(master)
     spec = spec_for(lab.lab_id)
     if spec is None:  # a student bundle: no references, so the self-checks on the course data
@@ -114,48 +120,49 @@ def grade_notebook(
     workdir = Path(tempfile.mkdtemp(prefix=f"grade-{lab.lab_id}-"))
     private = Path(tempfile.mkdtemp(prefix=f"judge-{lab.lab_id}-"))  # never visible to the sandbox
     tracking_uri = store.store_uri(workdir)
-    box = Sandbox(workdir, data=inputs.data_dir, slot=slot, extra_env={"MLFLOW_TRACKING_URI": tracking_uri}) \
+    box = Sandbox(workdir, data=inputs.data_dir, slot=slot, extra_env={"MLFLOW_TRACKING_URI": tracking_uri, i18n.ENV: lang}) \
         if sandboxed else None
     data_seen = Path(DATA_MOUNT) / inputs.dataset.name if box else inputs.dataset
     kernel = Kernel(workdir, tracking_uri, box)
     runner = SandboxRunner(workdir, tracking_uri, box)
     try:
-        if box is not None:
-            box.confine()  # before anything is written in the folder (it may become a tmpfs)
-        store.fresh_store(workdir, store.template())
-        (workdir / ".tmp").mkdir()
-        if box is not None:
-            box.prepare()
-        kernel.start()
-        if spec.predicts:
-            runner.warm()
-        rebuilt = restore(submission, master, nbformat.read(lab.student, as_version=4))
-        overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}
-        full = {**params, **overrides}
-        reference: dict[str, Any] = {}
-        ref_thread = threading.Thread(target=_prepare, args=(spec, inputs.dataset, full, reference), daemon=True)
-        ref_thread.start()
-        result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout, private)
-        kernel.shutdown()  # the sandbox and everything in it end here
-        ref_thread.join()
-        ev = gather(spec, workdir, private, full)
-        if spec.run_code is not None and "error" not in ev:
-            spec.run_code(ev, reference, inputs.dataset, runner)
-        outcomes = judge(master, spec, ev, reference, cell_status(result.notebook), result.stopped)
-        known = {gid for gid in map(grade_id, master.cells) if gid}
-        errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook, known)
-        if "error" in ev:
-            errors.append(ev["error"])
-        return GradeResult(
-            path=str(path),
-            lab=lab.lab_id,
-            score=sum(o.points for o in outcomes),
-            max_score=sum(o.max_points for o in outcomes),
-            checks=outcomes,
-            errors=errors,
-            restored=rebuilt.restored,
-            seconds=round(time.perf_counter() - started, 2),
-        )
+        with i18n.using(lang):
+            if box is not None:
+                box.confine()  # before anything is written in the folder (it may become a tmpfs)
+            store.fresh_store(workdir, store.template())
+            (workdir / ".tmp").mkdir()
+            if box is not None:
+                box.prepare()
+            kernel.start()
+            if spec.predicts:
+                runner.warm()
+            rebuilt = restore(submission, master, nbformat.read(lab.student_in(lang), as_version=4))
+            overrides = {"TRACKING_URI": tracking_uri, "DATA_PATH": str(data_seen), **inputs.overrides(params)}
+            full = {**params, **overrides}
+            reference: dict[str, Any] = {}
+            ref_thread = threading.Thread(target=_prepare, args=(spec, inputs.dataset, full, reference), daemon=True)
+            ref_thread.start()
+            result = execute(rebuilt.notebook, workdir, overrides, kernel, cell_timeout, total_timeout, private)
+            kernel.shutdown()  # the sandbox and everything in it end here
+            ref_thread.join()
+            ev = gather(spec, workdir, private, full)
+            if spec.run_code is not None and "error" not in ev:
+                spec.run_code(ev, reference, inputs.dataset, runner)
+            outcomes = judge(master, spec, ev, reference, cell_status(result.notebook), result.stopped)
+            known = {gid for gid in map(grade_id, master.cells) if gid}
+            errors = ([result.stopped] if result.stopped else []) + student_errors(result.notebook, known)
+            if "error" in ev:
+                errors.append(ev["error"])
+            return GradeResult(
+                path=str(path),
+                lab=lab.lab_id,
+                score=sum(o.points for o in outcomes),
+                max_score=sum(o.max_points for o in outcomes),
+                checks=outcomes,
+                errors=errors,
+                restored=rebuilt.restored,
+                seconds=round(time.perf_counter() - started, 2),
+            )
     finally:
         kernel.shutdown()
         runner.close()

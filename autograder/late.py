@@ -23,10 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import Messages
+
 ANY_LAB = "*"
 
 # Every sentence a student or instructor reads about lateness, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "on_time": "Submitted on time (due {due}).",
     "late": "Submitted {days} day(s) late (due {due}, handed in {submitted}): "
             "-{penalty:g} point(s) ({rate:g} % of the points per day, at most {cap:g} %).",
@@ -34,7 +36,7 @@ TEXT = {
     "no_time": "No submission time was found: the late policy could not be applied.",
     "bad_row": "{path}, line {line}: {reason}",
     "missing_columns": "{path}: needs the columns {columns}; found {found}",
-}
+})
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ from typing import Any
 
 from autograder import course
 from autograder.kit import labkit
+from autograder.kit.i18n import Messages
 from autograder.processes import kill_all, tree
 
 # Every line the launcher prints, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "store": "==> MLflow store: {uri}",
     "ui": "==> MLflow UI:  {url}",
     "ui_reused": "==> MLflow UI:  {url}  (already running: an MLflow server answers on port {port}, so it is used)",
@@ -73,7 +74,7 @@ TEXT = {
     "server": "==> MLflow: the class server {uri} (its UI at the same address), as {user}, workspace {workspace}",
     "no_user": "==> Note: MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are not set: a class server "
                "will refuse the labs. Set them (and MLFLOW_WORKSPACE) from the account your instructor gave you.",
-}
+})
 
 #: The MLflow UI's first-visit settings, written to the browser's storage before MLflow's app
 #: reads them (only where the browser holds no value yet: a choice the student made stays).

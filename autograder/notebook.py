@@ -17,6 +17,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder.course import LABS, Lab, lab_for_notebook
+from autograder.kit import i18n
 
 #: A submission file larger than this is refused before it is read (a lab notebook with its
 #: outputs is well under 5 MB).
@@ -80,6 +81,22 @@ def identify_lab(path: Path, nb: NotebookNode) -> Lab:
     if not lab.master.exists():
         raise GradingError(f"{path}: the master of lab {lab.lab_id} is missing ({lab.master})")
     return lab
+
+
+def notebook_language(nb: NotebookNode) -> str:
+    """The language a notebook is written in, from its metadata (English when it names none
+    or one the course does not have). A submission may claim another: it then gets that
+    edition's cells back and its feedback in that language, nothing else."""
+    return i18n.normalize(nb.get("metadata", {}).get("course", {}).get("language"))
+
+
+def edition_master(path: Path, lab: Lab, lang: str) -> Path:
+    """The master of ``lab`` in ``lang``, with a one-line reason when that edition is missing."""
+    master = lab.master_in(lang)
+    if not master.exists() or not lab.student_in(lang).exists():
+        name = i18n.LANGUAGES.get(lang, lang)
+        raise GradingError(f"{path}: lab {lab.lab_id} has no {name} edition here ({lab.student_in(lang)} is missing)")
+    return master
 
 
 def restore(submission: NotebookNode, master: NotebookNode, student: NotebookNode) -> Restored:

@@ -22,16 +22,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import Messages
+
 LOG = "regrade-log.jsonl"
 
 # Sentences the instructor reads, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "no_submission": "no submission of {who} for lab {lab} in {source}",
     "no_check": "lab {lab} has no check {check}; its checks: {checks}",
     "no_reason": "a regrade needs a reason (--why)",
     "not_graded": "{n} submission(s) of the class have no grade yet (run `class` on them first): they are left out",
     "bad_line": "{path}, line {line}: not a regrade entry, skipped",
-}
+})
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:

@@ -5,17 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from autograder.kit import i18n
+from autograder.kit.i18n import _
 from autograder.results import GradeResult
-
-# The headings and sentences of the feedback file, in one place (for translation).
-TEXT = {
-    "final": "**Final score (after the late policy):** {final} / {max}",
-    "late": "## Late policy",
-    "regrades": "## Regrades",
-    "regrade_head": "| when (UTC) | by | why | check | score before | score after |",
-    "regrade_all": "all checks",
-    "not_graded": "not graded before",
-}
 
 
 def _points(value: float) -> str:
@@ -38,7 +30,7 @@ def table(result: GradeResult) -> str:
 
 
 def _score(value: float | None) -> str:
-    return TEXT["not_graded"] if value is None else _points(value)
+    return _("not graded before") if value is None else _points(value)
 
 
 def _cell(text: object) -> str:
@@ -53,36 +45,46 @@ def feedback_markdown(
 ) -> str:
     """The feedback a student reads: score, each check with its message, restored cells, errors;
     in a class, also the late policy's decision (``notes``, ``final_score``) and the regrade
-    log's entries for this lab (who, when, why, the score before and after)."""
+    log's entries for this lab (who, when, why, the score before and after). Written in the
+    notebook's language (``result.language``)."""
+    with i18n.using(result.language):
+        return _feedback(result, notes, regrades, final_score)
+
+
+def _feedback(result: GradeResult, notes: list[str] | None, regrades: list[dict[str, Any]] | None,
+              final_score: float | None) -> str:
+    score = _("**Score:** {score} / {max}").format(score=_points(result.score), max=_points(result.max_score))
     out = [
-        f"# Feedback: {Path(result.path).name}",
+        _("# Feedback: {name}").format(name=Path(result.path).name),
         "",
-        f"**Lab:** {result.lab}  ",
-        f"**Score:** {_points(result.score)} / {_points(result.max_score)}" + ("  " if notes else ""),
+        _("**Lab:** {lab}").format(lab=result.lab) + "  ",
+        score + ("  " if notes else ""),
     ]
     if notes and final_score is not None:
-        out.append(TEXT["final"].format(final=_points(final_score), max=_points(result.max_score)))
+        out.append(_("**Final score (after the late policy):** {final} / {max}").format(
+            final=_points(final_score), max=_points(result.max_score)))
     out += [
         "",
-        "| check | points | result | message |",
+        _("| check | points | result | message |"),
         "|---|---|---|---|",
     ]
     for c in result.checks:
-        mark = "✔ passed" if c.passed else "✘ failed"
+        mark = _("✔ passed") if c.passed else _("✘ failed")
         message = c.message.replace("|", "\\|")
         out.append(f"| `{c.id}` | {_points(c.points)} / {_points(c.max_points)} | {mark} | {message} |")
     if result.restored:
-        out += ["", "## Cells put back", "", "These cells may not be changed; the grader used the originals:", ""]
+        out += ["", _("## Cells put back"), "", _("These cells may not be changed; the grader used the originals:"), ""]
         out += [f"- `{r}`" for r in result.restored]
     if result.errors:
-        out += ["", "## Errors while your notebook ran", ""]
+        out += ["", _("## Errors while your notebook ran"), ""]
         out += [f"- {e}" for e in result.errors]
     if notes:
-        out += ["", TEXT["late"], ""] + [f"- {n}" for n in notes]
+        out += ["", _("## Late policy"), ""] + [f"- {n}" for n in notes]
     if regrades:
-        out += ["", TEXT["regrades"], "", TEXT["regrade_head"], "|---|---|---|---|---|---|"]
+        out += ["", _("## Regrades"), "", _("| when (UTC) | by | why | check | score before | score after |"),
+                "|---|---|---|---|---|---|"]
         out += [
-            f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or TEXT['regrade_all'])}"
+            f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or _('all checks'))}"
             f" | {_score(e['old_score'])} | {_score(e['new_score'])} |"
             for e in regrades
         ]

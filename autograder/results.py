@@ -26,6 +26,8 @@ class GradeResult:
     errors: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: The notebook's language: its feedback and messages are written in it.
+    language: str = "en"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,5 +36,5 @@ class GradeResult:
     def from_json(cls, record: dict[str, Any]) -> GradeResult:
         """A result back from its JSON record (extra keys, e.g. a class's, are ignored)."""
         checks = [CheckOutcome(**c) for c in record.get("checks", [])]
-        keys = ("path", "lab", "score", "max_score", "errors", "restored", "seconds")
+        keys = ("path", "lab", "score", "max_score", "errors", "restored", "seconds", "language")
         return cls(**{k: record[k] for k in keys if k in record}, checks=checks)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import Messages
+
 K = 8  # tokens per k-gram
 THRESHOLD = 0.6  # shared share of the smaller fingerprint
 MIN_SHARED = 12  # k-grams shared, at least
@@ -42,7 +44,7 @@ MAX_SHOWN = 4_000  # characters of one cell shown in the report
 MAX_DETAILED = 30  # pairs shown side by side; the others are listed one line each
 
 # Every sentence of the report, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "title": "Similar TODO code",
     "none": "No pair of students has suspiciously similar TODO code (compared after renaming, "
             "literals, comments and formatting were normalised; the given code and the master's "
@@ -52,7 +54,7 @@ TEXT = {
     "pair": "{lab}: {a} and {b}: {share:.0%} of the smaller submission's own code is shared ({shared} fragments)",
     "cell": "{todo} ({share:.0%} shared)",
     "more": "{n} more pair(s), less similar than those above:",
-}
+})
 _MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 
 

@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from autograder import course, hidden, store
+from autograder.kit.i18n import Messages
 
 SECRET_BYTES = 32
 _PURPOSE = b"mlops-labs student variant\x00"
 _SEED_LINE = re.compile(r"^SEED\s*=\s*\d+", re.MULTILINE)
 
 # Sentences the instructor or the student reads, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "no_secret": "{path}: no instructor secret there (create one with `python -m autograder variants --init {path}`)",
     "bad_secret": "{path}: not an instructor secret (expected {n} random bytes as hex on one line)",
     "exists": "{path}: a secret is already there; it is kept (deleting it would give every student a new variant)",
@@ -57,7 +58,7 @@ TEXT = {
         "your instructor grades your notebook on your variant (with a hidden seed), so numbers copied "
         "from a classmate's run will not match.\n\nStudent: `{student}`\n"
     ),
-}
+})
 
 
 def create_secret(path: Path) -> None:

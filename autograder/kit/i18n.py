@@ -97,6 +97,18 @@ def translate(text: str, context: str | None = None, lang: str | None = None) ->
     return table.get((text, context)) or table.get((text, None)) or text
 
 
+class Messages(dict[str, str]):
+    """A module's table of English messages by key, read in the current language:
+    ``TEXT["key"]`` is the translation (the key is its gettext context), ``TEXT.english("key")``
+    the source. The catalog finds the table in the module's text (``TEXT = Messages({...})``)."""
+
+    def __getitem__(self, key: str) -> str:
+        return translate(super().__getitem__(key), context=key)
+
+    def english(self, key: str) -> str:
+        return super().__getitem__(key)
+
+
 def _(text: str) -> str:
     """The gettext marker of the grader's own messages (Babel extracts ``_("...")`` calls)."""
     return translate(text)

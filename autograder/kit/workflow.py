@@ -57,8 +57,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import Messages
+
 #: Every sentence this module prints, in one place (for translation).
-TEXT = {
+TEXT = Messages({
     "not_found": "no workflow file {path}",
     "not_yaml": "{path} is not valid YAML: {problem}",
     "not_workflow": "{path} is not a workflow: it must be a mapping with `on:` and `jobs:`",
@@ -100,7 +102,7 @@ TEXT = {
     "no_shell": "the shell {shell} is not installed here",
     "dry_run": "not run (--dry-run)",
     "step_dry": "  · {name}: would run `{command}`",
-}
+})
 STATES = {"success": "passed", "failure": "failed", "skipped": "skipped"}
 DEFAULT_STEP_TIMEOUT = 600.0  # seconds, when no timeout-minutes says otherwise
 OUTPUT_KEPT = 64_000  # characters of a step's output kept in the report
