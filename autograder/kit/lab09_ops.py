@@ -11,8 +11,9 @@ The notebook copies this file to ``lab09-governance/ops.py``; the student's work
 Outputs go to ``$GITHUB_OUTPUT`` (the runner's, or GitHub's). Every command talks to the
 MLflow server in ``$MLFLOW_TRACKING_URI`` as the user in ``$MLFLOW_TRACKING_USERNAME``: the
 server decides what that user may do. ``retrain`` trains on the course data plus the batch;
-``promote`` registers the run's model, attaches a model card and calls *your* ``promote``
-(``promote.py`` next to this file); ``rollback`` moves ``@champion`` back and logs the audit event.
+``promote`` registers the run's model, attaches a model card, moves ``@champion`` to it and logs
+the audit event (the kit's own promotion: writing one is Lab 09a's Task 3); ``rollback`` moves
+``@champion`` back and logs the audit event.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 MODEL_NAME = os.environ.get("MODEL_NAME", "lab09-response-time")
 EXPERIMENT_NAME = os.environ.get("EXPERIMENT_NAME", "lab09-training")
 AUDIT_EXPERIMENT = os.environ.get("AUDIT_EXPERIMENT", "lab09-audit-log")
@@ -108,19 +107,19 @@ def retrain(batch: str) -> None:
     output(run_id=run.info.run_id)
 
 
-def _card(client, version: str) -> str:
+def card(client, name: str, version: str) -> str:
     """The version's model card, from what the registry knows (the kit's reading of it)."""
-    from autograder.kit import lab09
+    from autograder.kit import lab09_registry as registry
 
-    record = lab09.version_records(client, MODEL_NAME)[str(version)]
+    record = registry.version_records(client, name)[str(version)]
     fields = {
         "Data version": record.get("digest"),
         "Git commit": record.get("commit"),
         "Trained by": record.get("user"),
         "Approved by": record["tags"].get("approved_by", ""),
     }
-    return lab09.card_markdown(
-        MODEL_NAME,
+    return registry.card_markdown(
+        name,
         str(version),
         fields,
         record.get("metrics") or {},
@@ -132,24 +131,21 @@ def _card(client, version: str) -> str:
 def promote_run(run_id: str) -> None:
     from mlflow import MlflowClient
 
-    sys.path.insert(0, str(HERE))
-    from promote import promote  # the student's, from Task 3
-
     client = MlflowClient()
     run = client.get_run(run_id)
-    try:
-        previous = client.get_model_version_by_alias(MODEL_NAME, "champion").version
-    except Exception:
-        previous = ""
     mv = client.create_model_version(
         MODEL_NAME,
         source=f"{run.info.artifact_uri}/model",
         run_id=run_id,
         tags={"approved_by": os.environ.get("MLFLOW_TRACKING_USERNAME", "")},
     )
-    client.set_model_version_tag(MODEL_NAME, mv.version, "model_card", _card(client, mv.version))
-    promote(client, MODEL_NAME, mv.version, "scheduled retraining after drift")
+    client.set_model_version_tag(MODEL_NAME, mv.version, "model_card", card(client, MODEL_NAME, mv.version))
+    previous = move_champion(MODEL_NAME, mv.version, "promote", "scheduled retraining after drift")
     output(version=mv.version, previous=previous)
+
+
+class OpsError(Exception):
+    """The server refused a call (its status and answer), or could not be reached."""
 
 
 def rest(method: str, path: str, **body: object) -> dict:
@@ -177,11 +173,13 @@ def rest(method: str, path: str, **body: object) -> dict:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (the lab's own server)
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        sys.exit(f"{method} {path}: HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}")
+        raise OpsError(
+            f"{method} {path}: HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
+        ) from None
 
 
-def champion() -> dict:
-    return rest("GET", "registered-models/alias", name=MODEL_NAME, alias="champion")["model_version"]
+def champion(model: str = MODEL_NAME) -> dict:
+    return rest("GET", "registered-models/alias", name=model, alias="champion")["model_version"]
 
 
 def verify(version: str, max_rmse: float) -> None:
@@ -195,34 +193,48 @@ def verify(version: str, max_rmse: float) -> None:
         sys.exit(f"the release gate failed: version {current['version']}, rmse {rmse:.2f} > {max_rmse}")
 
 
-def rollback(to: str, reason: str) -> None:
+def move_champion(
+    model: str, to: str, action: str, reason: str, audit_experiment: str = AUDIT_EXPERIMENT
+) -> str:
+    """Point ``@champion`` of ``model`` at version ``to`` as the user of ``$MLFLOW_TRACKING_USERNAME``
+    and log the move in the audit log (``action``: promote or rollback); the server decides
+    whether that user may. Returns the version ``@champion`` left ("" if it pointed nowhere)."""
     import time
 
-    current = champion()["version"]
-    rest("POST", "registered-models/alias", name=MODEL_NAME, alias="champion", version=str(to))
-    audit = rest("GET", "experiments/get-by-name", experiment_name=AUDIT_EXPERIMENT)["experiment"][
-        "experiment_id"
-    ]
-    tags = {
-        "audit.model": MODEL_NAME,
-        "audit.action": "rollback",
-        "audit.version": str(to),
-        "audit.previous": str(current),
-        "audit.actor": os.environ.get("MLFLOW_TRACKING_USERNAME", ""),
-        "audit.reason": reason,
-        "mlflow.user": os.environ.get("MLFLOW_TRACKING_USERNAME", ""),
+    try:
+        left = str(champion(model)["version"])
+    except OpsError:
+        left = ""
+    rest("POST", "registered-models/alias", name=model, alias="champion", version=str(to))
+    audit = rest("GET", "experiments/get-by-name", experiment_name=audit_experiment)["experiment"]
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    event = {
+        "model": model,
+        "action": action,
+        "version": str(to),
+        "previous": left,
+        "actor": user,
+        "reason": reason,
     }
+    tags = [{"key": f"audit.{k}", "value": v} for k, v in event.items()] + [
+        {"key": "mlflow.user", "value": user}
+    ]
     now = int(time.time() * 1000)
-    run = rest(
+    made = rest(
         "POST",
         "runs/create",
-        experiment_id=audit,
-        run_name=f"rollback-v{to}",
+        experiment_id=audit["experiment_id"],
+        run_name=f"{action}-v{to}",
         start_time=now,
-        tags=[{"key": k, "value": v} for k, v in tags.items()],
+        tags=tags,
     )["run"]
-    rest("POST", "runs/update", run_id=run["info"]["run_id"], status="FINISHED", end_time=now)
-    print(f"@champion back on version {to} (was {current})")
+    rest("POST", "runs/update", run_id=made["info"]["run_id"], status="FINISHED", end_time=now)
+    return left
+
+
+def rollback(to: str, reason: str) -> None:
+    left = move_champion(MODEL_NAME, to, "rollback", reason)
+    print(f"@champion back on version {to} (was {left})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,16 +254,19 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # the stack's own notices (schema hints), not this step's news
-    if args.command == "drift":
-        drift(args.batch)
-    elif args.command == "retrain":
-        retrain(args.batch)
-    elif args.command == "promote":
-        promote_run(args.run)
-    elif args.command == "verify":
-        verify(args.version, args.max_rmse)
-    else:
-        rollback(args.to, args.reason)
+    try:
+        if args.command == "drift":
+            drift(args.batch)
+        elif args.command == "retrain":
+            retrain(args.batch)
+        elif args.command == "promote":
+            promote_run(args.run)
+        elif args.command == "verify":
+            verify(args.version, args.max_rmse)
+        else:
+            rollback(args.to, args.reason)
+    except OpsError as exc:
+        sys.exit(str(exc))
     print(json.dumps({"done": args.command}))
 
 

@@ -1,12 +1,15 @@
-"""``python -m autograder.kit.lab09_probe``: ask a Lab 09 submission's server what each role may do.
+"""``python -m autograder.kit.lab09_probe``: ask a Lab 09 submission's server what each role may
+do, and run its workflow.
 
 Run by the grader inside the submission's sandbox, after the notebook (its server is gone by
-then). It reads a job (JSON on stdin), starts ``mlflow server --app-name basic-auth`` again on
-the submission's store and the submission's user database, as an administrator of its own
-(a fresh name and password, in a configuration file deleted once the server is up), gives the
-three role users fresh passwords, and asks the same questions as the notebook's self-checks:
-the access matrix (Task 1) and ``promote`` called with each role's own client (Task 3). It
-prints one JSON line carrying the job's nonce; the trusted grader judges it.
+then). It reads a job (JSON on stdin) naming the ``parts`` to answer. For Lab 09a (``access``,
+``promote``) it starts ``mlflow server --app-name basic-auth`` again on the submission's store
+and the submission's user database, as an administrator of its own (a fresh name and password,
+in a configuration file deleted once the server is up), gives the three role users fresh
+passwords, and asks the same questions as the notebook's self-checks: the access matrix (Task 1)
+and ``promote`` called with each role's own client (Task 3). For Lab 09b (``flow``) it runs the
+submission's workflow against stand-in operations (Task 3, ``lab09_flow``). It prints one JSON
+line carrying the job's nonce; the trusted grader judges it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import lab09, lab09_server, labkit
+from autograder.kit import lab09_registry as lab09
+from autograder.kit import lab09_server, labkit
 
 
 def _config(folder: Path, admin: str, password: str) -> Path:
@@ -187,21 +191,29 @@ def _not_dumpable() -> None:
         ctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE = 4
 
 
+#: What a job may ask for: the workflow (09b), the server's answers (09a).
+PARTS = ("flow", "access", "promote")
+
+
 def main() -> None:
     _not_dumpable()
     job = json.loads(sys.stdin.read())
+    parts = job.get("parts") or PARTS
     labkit.quiet_stack_warnings()
-    try:
-        answer = {"flow": flow(job)}
-    except Exception as exc:
-        answer = {"flow": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}}
-    try:
-        answer.update(probe(job))
-    except Exception as exc:
-        answer.update(
-            access={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
-            promote={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
-        )
+    answer: dict[str, Any] = {}
+    if "flow" in parts:
+        try:
+            answer["flow"] = flow(job)
+        except Exception as exc:
+            answer["flow"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    if "access" in parts or "promote" in parts:
+        try:
+            answer.update(probe(job))
+        except Exception as exc:
+            answer.update(
+                access={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+                promote={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            )
     # The student's code ran in this process and may have written to stdout: the answer is the
     # last line, and it carries the nonce the grader gave.
     sys.stdout.write("\n" + json.dumps({**answer, "nonce": job["nonce"]}) + "\n")
