@@ -44,11 +44,13 @@ def solution_code(master_cell: NotebookNode) -> str:
 #: Labs 04 and 07: the first half, as each task builds on the one before).
 #: Lab 03b: the latency and the decision (the test split's word needs a decision, so TODO 4 waits for TODO 3).
 #: Lab 08a: the loader and the validation; Lab 08b: the canary and the Dockerfile, without the drift gauge and load test.
+#: Lab 09a: the model card; Lab 09b: the audit and the workflow, without the DORA report.
 PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "03b_selection": {1, 3}, "04_registry": {1, 2, 3},
                                "06a_drift": {1, 2}, "06b_retraining": {2, 3},
                                "07a_pipeline": {1, 2}, "07b_lineage": {1, 2},
                                "08a_service": {1, 2}, "08b_production": {1, 4},
-                               "09_governance": {2, 4, 6}}
+                               "09_governance": {2, 4, 6},
+                               "09a_access": {2}, "09b_operations": {1, 3}}
 
 
 def partial_todos(lab: Lab) -> set[int]:
