@@ -66,12 +66,12 @@ STALE_SLACK_MS = 2000
 
 GOOD_BATCH = "batch_no_drift.csv"  # in data/production/
 BAD_BATCH = "batch_bad.csv"  # made by the notebook's set-up, in batches/
-#: What the set-up broke in the bad batch: column -> the fault.
+#: What the set-up broke in the bad batch: column -> the fault (its key in MESSAGES).
 BAD_BATCH_FAULTS = {
-    "network_latency": "the column is missing",
-    "memory_usage": "missing values",
-    "cpu_usage": "values of 130%",
-    "concurrent_users": "the text 'unknown'",
+    "network_latency": "bad_no_column",
+    "memory_usage": "fault_missing_values",
+    "cpu_usage": "bad_130",
+    "concurrent_users": "bad_unknown",
 }
 #: The gate's defaults (the lab's text and the script's argparse say the same).
 MIN_R2, MAX_LATENCY_MS = 0.70, 200.0
@@ -128,6 +128,9 @@ MESSAGES = {
     "fault_negative": "a negative value",
     "fault_text": "text in a number column",
     "fault_no_column": "a missing column",
+    "bad_no_column": "the column is missing",
+    "bad_130": "values of 130%",
+    "bad_unknown": "the text 'unknown'",
     # Lab 05a, TODO 2: the quality gate
     "gate_passed_poor": (
         "the gate passed version {version} ({run}) with exit code 0, although its R² on the batch is "
@@ -167,6 +170,7 @@ MESSAGES = {
     "case_latency": "version {version} with --max-latency-ms 0.001, a budget no model can meet",
     "fix_latency": "Measure the p95 latency with p95_latency_ms(model, X) and fail a version above args.max_latency_ms.",
     "champion_moved": "champion -> version {version}",
+    "no_output": "(no output)",
     # Lab 05a, TODO 3: the behavioural tests
     "no_tests": "{file} has no test function{s} {missing} (found: {found}). Name the tests exactly as the TODO says.",
     "syntax_error": "{file} is not valid Python: {error}",
@@ -211,6 +215,7 @@ MESSAGES = {
     "bad_promoted_at": "the tag promoted_at='{found}' is not an ISO 8601 time; use datetime.now(timezone.utc).isoformat().",
     "bad_reason": "the tag promotion_reason is '{found}'; expected the --reason given, '{expected}'.",
     "promote_ok": "promote_model.py refused {refused} and promoted version {candidate}, with {tags}.",
+    "and": " and ",
     "promote_refusal_only": (
         "promote_model.py refused version {poor}, which has no validation_passed tag. (Version {candidate} "
         "was refused too, correctly: it has no validation_passed=true yet. {redo})"
@@ -487,7 +492,8 @@ def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "max_latency_ms": MAX_LATENCY_MS,
         "source": "history",
         "data_cases": {"good": {"what": "", "columns": {}},
-                       "bad_batch": {"what": _msg("the_bad_batch"), "columns": BAD_BATCH_FAULTS}},
+                       "bad_batch": {"what": _msg("the_bad_batch"),
+                                     "columns": {c: _msg(k) for c, k in BAD_BATCH_FAULTS.items()}}},
         "gate_cases": {"poor": {"role": "poor", "must": "fail"}, "candidate": {"role": "candidate", "must": "pass"}},
         "tests_cases": {"candidate": {"must": "pass"}},
         "promote_cases": {"poor": {"role": "poor", "must": "refuse"},
@@ -502,7 +508,7 @@ _TRACEBACK = "Traceback (most recent call last)"
 
 def _tail(output: str, lines: int = 2) -> str:
     kept = [line.strip() for line in _ANSI.sub("", output or "").strip().splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])[-400:] or "(no output)"
+    return " | ".join(kept[-lines:])[-400:] or _msg("no_output")
 
 
 def _program_problem(rec: Mapping[str, Any], what: str, todo: int | None) -> CheckResult | None:
@@ -554,7 +560,7 @@ def judge_data(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         if rec is None:
             return _not_run(exp, "validate_data.py", GOOD_BATCH if case == "good" else BAD_BATCH,
                             _todo(exp, DATA_SCRIPT))
-        problem = _program_problem(rec, f"validate_data.py, on {what},", _todo(exp, DATA_SCRIPT))
+        problem = _program_problem(rec, _msg("run_on", script="validate_data.py", target=what), _todo(exp, DATA_SCRIPT))
         if problem:
             return problem
         if not columns:
@@ -749,7 +755,7 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         problem = _promotion_record(after, version, rec.get("reason"))
         if problem:
             return problem
-    return CheckResult(True, _msg("promote_ok", refused=" and ".join(refused), candidate=version_of["candidate"],
+    return CheckResult(True, _msg("promote_ok", refused=_msg("and").join(refused), candidate=version_of["candidate"],
                                   tags=", ".join(PROMOTION_TAGS)))
 
 

@@ -25,7 +25,6 @@ from autograder.kit import lab05, lab05_run, labkit
 from autograder.kit.checking import quiet
 from autograder.labspec import RUN_TIMEOUT, SandboxRunner
 
-M = lab05.MESSAGES
 PROMOTION_REASON = "autograder check"
 #: One fault per batch: case -> (column, how the good batch is broken).
 FAULTS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -44,7 +43,8 @@ def cases() -> dict[str, Any]:
     """The grader's cases, as expected values for the judgments."""
     data = {"good": {"what": "", "columns": {}}}
     for key, (column, _) in FAULTS.items():
-        data[key] = {"what": lab05._msg("one_fault", fault=M[key], column=column), "columns": {column: M[key]}}
+        data[key] = {"what": lab05._msg("one_fault", fault=lab05._msg(key), column=column),
+                     "columns": {column: lab05._msg(key)}}
     return {
         "source": "grader",
         "data_cases": data,
