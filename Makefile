@@ -21,6 +21,9 @@ WHY    ?=
 DATA   ?= class-server
 HOST   ?= 127.0.0.1
 SCHEDULER ?=
+# Issue #16: the course's language (en, es): the edition `make lab` opens, and its interface.
+COURSE_LANG ?=
+LANG_OPT = $(if $(COURSE_LANG),--lang "$(COURSE_LANG)",)
 CLASS_OPTS = $(if $(ROSTER),--roster "$(ROSTER)",) $(if $(SECRET),--variants "$(SECRET)",) \
   $(if $(POLICY),--late-policy "$(POLICY)",) $(if $(EXTENSIONS),--extensions "$(EXTENSIONS)",)
 
@@ -49,6 +52,7 @@ help: ## List the commands
 	@echo
 	@echo "  make check NB=labs/01_tracking/01_tracking.ipynb   grade one notebook"
 	@echo "  make lab PORT=5001 JUPYTER_PORT=8889              other ports for the UI and JupyterLab"
+	@echo "  make lab COURSE_LANG=es                           the Spanish edition, in a Spanish JupyterLab"
 	@echo "  make grade-class SUBMISSIONS=path OUT=grading     grade nbgrader's submitted/, a folder or a zip"
 
 setup: $(STAMP) ## Create .venv and install the pinned environment (once)
@@ -62,10 +66,10 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "==> Ready. Next: make lab"
 
 lab: setup ## Open JupyterLab on the labs, with the MLflow UI on the same store
-	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT)
+	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT) $(LANG_OPT)
 
 lab-instructor: setup ## The same, with nbgrader's instructor tools (formgrader, Create Assignment)
-	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT) --instructor
+	@$(PY) -m autograder.launch lab --port $(PORT) --jupyter-port $(JUPYTER_PORT) --instructor $(LANG_OPT)
 
 mlflow: setup ## Start only the MLflow UI on the course store (PORT=5000)
 	@$(PY) -m autograder.launch ui --port $(PORT)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder import course
-from autograder.kit import labkit
+from autograder.kit import i18n, labkit
 from autograder.kit.i18n import Messages
 from autograder.processes import kill_all, tree
 
@@ -55,6 +55,10 @@ TEXT = Messages({
     "ui_reused": "==> MLflow UI:  {url}  (already running: an MLflow server answers on port {port}, so it is used)",
     "lab": "==> JupyterLab: {url}",
     "ready": "==> Ready in {seconds:.0f} s. Open 01_tracking/01_tracking.ipynb. Ctrl+C here stops both.",
+    "no_edition": (
+        "==> No notebooks in language '{lang}' here ({folder} is missing). "
+        "Run make labs, or open the English edition: make lab COURSE_LANG=en"
+    ),
     "port_busy": (
         "==> Port {port} is in use by another program, so nothing was started. "
         "Pick another port: make {target} {variable}={suggestion}"
@@ -245,16 +249,25 @@ def ui_command(uri: str, port: int) -> list[str]:
 # --- JupyterLab -----------------------------------------------------------------------------
 
 
-def jupyter_command(port: int, instructor: bool, open_browser: bool) -> list[str]:
-    """JupyterLab on ``labs/`` on exactly ``port``, logging warnings only."""
+def notebook_dir(lang: str = course.SOURCE_LANGUAGE) -> Path:
+    """Where JupyterLab opens: ``labs/``, or ``labs/<lang>/`` for another edition."""
+    return course.LABS_DIR if lang == course.SOURCE_LANGUAGE else course.LABS_DIR / lang
+
+
+def jupyter_command(port: int, instructor: bool, open_browser: bool, lang: str = course.SOURCE_LANGUAGE,
+                    settings_dir: Path | None = None) -> list[str]:
+    """JupyterLab on ``labs/`` (or the ``lang`` edition's folder) on exactly ``port``, logging
+    warnings only; ``settings_dir`` holds the defaults of this start (its interface language)."""
     command = [
-        _tool("jupyter"), "lab", f"--notebook-dir={course.LABS_DIR}",
+        _tool("jupyter"), "lab", f"--notebook-dir={notebook_dir(lang)}",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         "--ServerApp.log_level=WARN", "--LabApp.log_level=WARN",
         f"--ServerApp.open_browser={open_browser}",
         "--ServerApp.contents_manager_class=autograder.launch.CourseContentsManager",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if settings_dir is not None:
+        command.append(f"--LabApp.app_settings_dir={settings_dir}")
     if not instructor:
         command += [f"--ServerApp.jpserver_extensions={name}=False" for name in NBGRADER_SERVER_EXTENSIONS]
     if os.name == "posix":
@@ -311,6 +324,25 @@ def __getattr__(name: str) -> Any:
     if name == "CourseContentsManager":
         return _contents_manager_class()
     raise AttributeError(name)
+
+
+#: JupyterLab's interface language for each edition: a locale of an installed language pack
+#: (``jupyterlab-language-pack-es-ES`` is pinned). English is JupyterLab's own.
+JUPYTERLAB_LOCALES = {"es": "es_ES"}
+TRANSLATION_PLUGIN = "@jupyterlab/translation-extension:plugin"
+
+
+def lab_settings_dir(config_dir: Path, lang: str) -> Path | None:
+    """JupyterLab's default settings for this start, in ``config_dir``: the interface in
+    ``lang`` (an ``overrides.json``: a default, so a language the student picks in
+    Settings > Language still wins). None for English, JupyterLab's own language."""
+    locale = JUPYTERLAB_LOCALES.get(lang)
+    if locale is None:
+        return None
+    folder = config_dir / "lab-settings"
+    folder.mkdir(exist_ok=True)
+    (folder / "overrides.json").write_text(json.dumps({TRANSLATION_PLUGIN: {"locale": locale}}))
+    return folder
 
 
 def student_config_dir(instructor: bool) -> Path:
@@ -408,12 +440,17 @@ def server_from_environment() -> str | None:
 
 
 def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
-        open_browser: bool | None = None, store_uri: str | None = None) -> int:
+        open_browser: bool | None = None, store_uri: str | None = None, lang: str | None = None) -> int:
     """Start the UI and JupyterLab, print both addresses once they answer, and stop both
     together: on Ctrl+C, when JupyterLab ends, or when the UI dies. On a tracking server
     (``store_uri`` is http(s)), only JupyterLab: the server serves its own UI, and the
-    credentials stay in the environment the kernels inherit, never in a notebook."""
+    credentials stay in the environment the kernels inherit, never in a notebook. ``lang``
+    (default ``$COURSE_LANG``): the edition JupyterLab opens, in an interface in that language."""
     started = time.monotonic()
+    lang = i18n.set_language(lang or os.environ.get(i18n.ENV))
+    if not notebook_dir(lang).is_dir():
+        print(TEXT["no_edition"].format(lang=lang, folder=notebook_dir(lang)), flush=True)
+        return 1
     uri = store_uri or labkit.course_store_uri()
     target = "lab-instructor" if instructor else "lab"
     reuse_ui = False
@@ -433,7 +470,8 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
     ui_url = uri.rstrip("/") if on_server else f"http://127.0.0.1:{port}"
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
     config_dir = student_config_dir(instructor)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
+    settings_dir = lab_settings_dir(config_dir, lang)
+    env = {**os.environ, i18n.ENV: lang, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true", labkit.UI_URL_ENV: ui_url, "JUPYTER_TOKEN": token,
            "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, [str(config_dir), os.environ.get("JUPYTER_CONFIG_PATH")]))}
     db = labkit.sqlite_path(uri)
@@ -453,7 +491,7 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
     try:
         ui = None if reuse_ui else _start(ui_command(uri, port), env, ui_log)
         browser = wants_browser() if open_browser is None else open_browser
-        jupyter = _start(jupyter_command(jupyter_port, instructor, browser), env, None)
+        jupyter = _start(jupyter_command(jupyter_port, instructor, browser, lang, settings_dir), env, None)
         lab_url = f"http://127.0.0.1:{jupyter_port}/lab?token={token}"
         if reuse_ui and not on_server:
             print(TEXT["ui_reused"].format(url=ui_url, port=port), flush=True)
@@ -539,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     lab_parser.add_argument("--instructor", action="store_true", help="with nbgrader's instructor tools")
     lab_parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab_parser.add_argument("--store-uri", default=None, help="a tracking URI (default: the course store)")
+    lab_parser.add_argument("--lang", default=None, help="the course's language: en or es (default $COURSE_LANG, else en)")
     ui_parser = sub.add_parser("ui", help="only the MLflow UI")
     ui_parser.add_argument("--port", type=int, default=5000)
     ui_parser.add_argument("--store-uri", default=None)
@@ -550,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return ui_only(args.port, args.store_uri)
     store_uri = args.store_uri or server_from_environment()
-    return lab(args.port, args.jupyter_port, args.instructor, False if args.no_browser else None, store_uri)
+    return lab(args.port, args.jupyter_port, args.instructor, False if args.no_browser else None, store_uri,
+               args.lang)
 
 
 if __name__ == "__main__":

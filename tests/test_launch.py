@@ -5,6 +5,7 @@ here, not in front of a student). The browser test (test_browser.py) runs it end
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -222,3 +223,51 @@ def test_mlflow_notices_are_not_red(tmp_path: Path, capfd: pytest.CaptureFixture
         assert "hidden" not in capfd.readouterr().out
     finally:
         logging_utils.enable_logging()
+
+
+def test_the_spanish_edition_opens_its_notebooks_in_a_spanish_jupyterlab(tmp_path: Path) -> None:
+    """`make lab COURSE_LANG=es`: JupyterLab on labs/es/, its interface language es_ES by
+    default (a real JupyterLab answers with the pinned language pack's Spanish menus)."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = launch.student_config_dir(False)
+    settings = launch.lab_settings_dir(config, "es")
+    assert launch.lab_settings_dir(config, "en") is None  # English: JupyterLab's own
+    command = launch.jupyter_command(port, instructor=False, open_browser=False, lang="es", settings_dir=settings)
+    assert f"--notebook-dir={launch.course.LABS_DIR / 'es'}" in command
+    token = "t" * 48
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "user-settings"),
+           "JUPYTER_CONFIG_PATH": str(config)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token={token}", timeout=5) as r:
+                return json.loads(r.read())
+
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                get("/api/status")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "JupyterLab did not start"
+                time.sleep(0.5)
+        plugin = get(f"/lab/api/settings/{launch.TRANSLATION_PLUGIN}")
+        # overrides.json sets the default the interface starts with; the student's own
+        # Settings > Language choice (user settings, empty here) would still win.
+        assert plugin["schema"]["properties"]["locale"]["default"] == "es_ES", plugin["schema"]["properties"]["locale"]
+        assert "locale" not in plugin.get("settings", {})
+        menus = get("/lab/api/translations/es_ES")["data"]["jupyterlab"]
+        assert menus["menu\x04File"] == ["Archivo"] and menus["Run All Cells"] == ["Ejecutar todas las celdas"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        import shutil
+
+        shutil.rmtree(config, ignore_errors=True)
