@@ -153,7 +153,7 @@ MESSAGES = {
     "no_report_run": "no run named '{run}' in the experiment '{experiment}'",
     "no_audit_file": "run '{run}' has no artifact '{file}' holding a JSON list of rows",
     "audit_rows": "'{file}' has {found} rows, but the audit log has {expected} moves of @champion up to that report",
-    "audit_row": "row {i} of '{file}' says {key} = {found!r}, but the store says {expected!r}",
+    "audit_row": "row {i} of '{file}' says {field} = {found!r}, but the store says {expected!r}",
     "audit_history": "the audit log lost events of the seeded history ({missing}): re-run the set-up",
     "audit_ok": "the audit answers {count} moves of @champion: who trained, who promoted, when and why",
     "dora_missing": "run '{run}' has no metric {names}",
@@ -579,7 +579,7 @@ def judge_audit(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         for key, value in expected.items():
             if row.get(key) != value:
                 return CheckResult(
-                    False, _msg("audit_row", i=i, key=key, found=row.get(key), expected=value, **names)
+                    False, _msg("audit_row", i=i, field=key, found=row.get(key), expected=value, **names)
                 )
         when = iso_ms(row.get("promoted_at"))
         if when is None or abs(when - event["time_ms"]) > 1000:
@@ -588,7 +588,7 @@ def judge_audit(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                 _msg(
                     "audit_row",
                     i=i,
-                    key="promoted_at",
+                    field="promoted_at",
                     found=row.get("promoted_at"),
                     expected=past._iso(event["time_ms"]),
                     **names,
