@@ -483,7 +483,7 @@ def _child_not_evaluated(child: Mapping[str, Any], ev: Evidence, exp: Mapping[st
         return None
     return _msg("child_not_evaluated", run=child["name"], n=config[0], d=config[1],
                 wrong=_fmt({m: logged[m] for m in wrong}), expected=_fmt({m: want[m] for m in wrong}),
-                source=MESSAGES[source])
+                source=_msg(source))
 
 
 def judge_sweep(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
@@ -506,7 +506,7 @@ def judge_sweep(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         problem = _child_problem(child, the_grid, exp["parent_name"]) or _child_not_evaluated(child, ev, exp)
         if problem:
             # In a notebook, a child may be left from an earlier try; the grader's store is fresh.
-            return CheckResult(False, problem + ("" if strict else MESSAGES["rerun_hint"]))
+            return CheckResult(False, problem + ("" if strict else _msg("rerun_hint")))
         config = config_of(child)
         found[config] = found.get(config, 0) + 1
     missing_configs = [c for c in the_grid if c not in found]
@@ -581,7 +581,7 @@ def judge_surface(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         other = next((r for r in ev.get("later", []) if SURFACE in r["artifacts"]), None)
         if other is not None:
             return CheckResult(False, _msg("surface_elsewhere", figure=SURFACE, other=other["name"], run=run))
-        return CheckResult(False, _msg("no_surface", run=run, figure=SURFACE, found=", ".join(found) or "none"))
+        return CheckResult(False, _msg("no_surface", run=run, figure=SURFACE, found=names(found)))
     figure = ev.get("surface")
     if not figure or not figure.get("decodes"):
         return CheckResult(False, _msg("not_png", figure=SURFACE))
