@@ -84,8 +84,8 @@ check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
 grade-class: setup ## Grade a class: make grade-class SUBMISSIONS=submitted OUT=grading [ROSTER= SECRET= POLICY= EXTENSIONS=]
 	$(PY) -m autograder class "$(SUBMISSIONS)" --out "$(OUT)" $(CLASS_OPTS) $(if $(SCHEDULER),--scheduler "$(SCHEDULER)",)
 
-release: setup ## Build dist/student-bundle.zip (all labs, or LAB=01_tracking)
-	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),)
+release: setup ## Build one student bundle per language: dist/student-bundle.zip, dist/student-bundle-es.zip (LAB=, COURSE_LANG=)
+	$(PY) -m autograder release $(if $(LAB),--lab $(LAB),) $(LANG_OPT)
 
 secret: setup ## Create the instructor secret for per-student variants: make secret SECRET=instructor-secret.txt
 	@if [ -z "$(SECRET)" ]; then echo "usage: make secret SECRET=path/to/instructor-secret.txt"; exit 2; fi
@@ -93,7 +93,7 @@ secret: setup ## Create the instructor secret for per-student variants: make sec
 
 release-students: setup ## One bundle per student, own variant: make release-students ROSTER=roster.csv SECRET=...
 	@if [ -z "$(ROSTER)" ] || [ -z "$(SECRET)" ]; then echo "usage: make release-students ROSTER=roster.csv SECRET=instructor-secret.txt"; exit 2; fi
-	$(PY) -m autograder release --roster "$(ROSTER)" --variants "$(SECRET)" $(if $(LAB),--lab $(LAB),)
+	$(PY) -m autograder release --roster "$(ROSTER)" --variants "$(SECRET)" $(if $(LAB),--lab $(LAB),) $(LANG_OPT)
 
 similarity: setup ## Pairs with suspiciously similar TODO code: make similarity SUBMISSIONS=submitted OUT=grading
 	$(PY) -m autograder similarity "$(SUBMISSIONS)" --out "$(OUT)"

@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--out", type=Path, default=None, metavar="PATH",
                      help="the zip (default dist/student-bundle.zip); with --roster, the folder of bundles "
                           "(default dist/students)")
+    rel.add_argument("--lang", default=None, choices=["en", "es"],
+                     help="only this language's bundle (default: one bundle per language)")
     rel.add_argument("--roster", type=Path, default=None, metavar="CSV",
                      help="one bundle per student of the roster, each with its own variant (needs --variants)")
     rel.add_argument("--variants", type=Path, default=None, metavar="SECRET",
@@ -350,11 +352,18 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise ValueError("per-student bundles need both --roster and --variants")
         roster, secret = read_roster(args.roster), read_secret(args.variants)
         out = args.out or Path("dist/students")
-        bundles = build_student_bundles(out, sorted(roster), secret, args.lab)
+        bundles = build_student_bundles(out, sorted(roster), secret, args.lab, lang=args.lang or "en")
         print(f"wrote {len(bundles)} bundles, one per student, in {out}")
         return 0
-    bundle = build_bundle(args.out or Path("dist/student-bundle.zip"), args.lab)
-    print(f"wrote {bundle}")
+    from autograder.course import EDITIONS, SOURCE_LANGUAGE
+    from autograder.release import bundle_name
+
+    langs = [args.lang] if args.lang else [SOURCE_LANGUAGE, *EDITIONS]
+    if args.out and len(langs) > 1:
+        raise ValueError("--out names one file: give --lang too")
+    for lang in langs:
+        bundle = build_bundle(args.out or Path("dist") / bundle_name(lang), args.lab, lang)
+        print(f"wrote {bundle}")
     return 0
 
 

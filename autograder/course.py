@@ -25,6 +25,17 @@ STORE_DIR = ROOT / "mlflow-store"
 
 #: The language the masters are written in; other editions are generated (``translation``).
 SOURCE_LANGUAGE = "en"
+#: The other editions' languages (a Spanish student bundle has only ``labs/es/``).
+EDITIONS = ("es",)
+
+
+def default_language() -> str:
+    """The edition this copy of the course holds when it holds one only (a student bundle of
+    one language), else English: what ``make lab`` opens when no language is asked for."""
+    if any(LABS_DIR.glob("[0-9][0-9]*_*/*.ipynb")):
+        return SOURCE_LANGUAGE
+    held = [lang for lang in EDITIONS if any((LABS_DIR / lang).glob("[0-9][0-9]*_*/*.ipynb"))]
+    return held[0] if len(held) == 1 else SOURCE_LANGUAGE
 
 
 #: A lab's id: two digits, an optional part letter, then the topic (``01_tracking``, ``05a_testing``).
@@ -82,10 +93,11 @@ def discover_labs() -> dict[str, Lab]:
     """Every lab with a master ``solutions/NN_topic/NN_topic.ipynb`` (or, in a student
     bundle, a ``labs/NN_topic/NN_topic.ipynb``). A lab's checks are its kit module
     (``autograder/kit/labNN.py``) and its entry in ``autograder.references.SPECS``."""
+    editions = [LABS_DIR / lang for lang in EDITIONS]
     found = sorted(
         {
             p.stem
-            for d in (SOLUTIONS_DIR, LABS_DIR)
+            for d in (SOLUTIONS_DIR, LABS_DIR, *editions)
             for p in d.glob("[0-9][0-9]*_*/*.ipynb")
             if p.parent.name == p.stem and LAB_ID.fullmatch(p.stem)
         }

@@ -20,6 +20,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder import capped
+from autograder.kit.i18n import _
 from autograder.processes import kill_all
 from autograder.sandbox import Limits, Sandbox
 from autograder.sandbox import python as sandbox_python
@@ -249,14 +250,14 @@ def execute(
 def describe_stop(exc: BaseException | None, timed_out: bool, total_timeout: float) -> str:
     """One line on why the notebook stopped before its end."""
     if timed_out:
-        return f"the notebook ran longer than the {total_timeout:g} s limit and was stopped"
+        return _("the notebook ran longer than the {limit} s limit and was stopped").format(limit=f"{total_timeout:g}")
     name = type(exc).__name__
     if name == "DeadKernelError":
-        return "the kernel died (a cell crashed it or exited the process)"
+        return _("the kernel died (a cell crashed it or exited the process)")
     if name in {"CellTimeoutError", "TimeoutError"} or "timeout" in str(exc).lower():
-        return "a cell did not finish within its time limit and could not be interrupted"
+        return _("a cell did not finish within its time limit and could not be interrupted")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"execution stopped: {name}{': ' + first_line if first_line else ''}"
+    return _("execution stopped: {error}").format(error=f"{name}{': ' + first_line if first_line else ''}")
 
 
 if sys.platform == "win32":  # pragma: no cover - papermill needs this loop policy on Windows

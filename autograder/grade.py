@@ -29,6 +29,7 @@ from autograder.execute import Kernel, execute
 from autograder.hidden import HiddenInputs
 from autograder.kit import i18n
 from autograder.kit.checking import CheckResult, judge_safely, quiet
+from autograder.kit.i18n import _
 from autograder.labspec import LabSpec, SandboxRunner, spec_for
 from autograder.notebook import (
     edition_master,
@@ -83,9 +84,9 @@ def student_errors(executed: NotebookNode, known_ids: set[str] | None = None) ->
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 gid = grade_id(cell)
-                where = gid if gid and (known_ids is None or gid in known_ids) else "an added cell"
+                where = gid if gid and (known_ids is None or gid in known_ids) else _("an added cell")
                 detail = f": {out.get('evalue')}" if out.get("evalue") else ""
-                lines.append(clean(f"{where} raised {out.get('ename')}{detail}"))
+                lines.append(clean(_("{cell} raised {error}").format(cell=where, error=f"{out.get('ename')}{detail}")))
     return lines
 
 
@@ -162,6 +163,7 @@ def grade_notebook(
                 errors=errors,
                 restored=rebuilt.restored,
                 seconds=round(time.perf_counter() - started, 2),
+                language=lang,
             )
     finally:
         kernel.shutdown()
@@ -186,7 +188,7 @@ def self_check_spec(lab_id: str) -> LabSpec:
     """Where the references are absent (the student bundle): judge by the notebook's own
     self-checks, which compare the student's run with the expected values the kit ships."""
     lab = importlib.import_module(course.LABS[lab_id].kit_module)
-    passed = CheckResult(True, "the self-check passed on your run (your instructor grades on hidden inputs)")
+    passed = CheckResult(True, _("the self-check passed on your run (your instructor grades on hidden inputs)"))
     checks = {check_id: (todo, lambda ev, exp: passed) for check_id, (todo, _) in lab.CHECKS.items()}
     shim = types.SimpleNamespace(PARAMS=lab.PARAMS, CHECKS=checks, evidence=lambda *a, **k: {})
     return LabSpec(lab=shim, expected=lambda data, params: {})  # type: ignore[arg-type]
@@ -206,7 +208,7 @@ def gather(spec: LabSpec, workdir: Path, private: Path, params: dict[str, Any]) 
         try:
             return spec.lab.evidence(uri, params, None, confine_to=workdir)
         except Exception as exc:
-            return {"error": f"the MLflow store could not be read: {type(exc).__name__}: {str(exc)[:200]}"}
+            return {"error": _("the MLflow store could not be read: {error}").format(error=f"{type(exc).__name__}: {str(exc)[:200]}")}
 
 
 def judge(
@@ -235,9 +237,9 @@ def _outcome(check_id: str, max_points: float, own: CheckResult, status: dict[st
     if not own.passed:
         passed, message = False, own.message
     elif not ran:
-        passed, message = False, f"not reached: {stopped or 'the cell did not run'}"
+        passed, message = False, _("not reached: {why}").format(why=stopped or _("the cell did not run"))
     elif error:
-        passed, message = False, f"the self-check failed when the notebook ran: {error}"
+        passed, message = False, _("the self-check failed when the notebook ran: {error}").format(error=error)
     else:
         passed, message = True, own.message
     return CheckOutcome(check_id, max_points if passed else 0.0, max_points, passed, message)

@@ -447,7 +447,7 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
     credentials stay in the environment the kernels inherit, never in a notebook. ``lang``
     (default ``$COURSE_LANG``): the edition JupyterLab opens, in an interface in that language."""
     started = time.monotonic()
-    lang = i18n.set_language(lang or os.environ.get(i18n.ENV))
+    lang = i18n.set_language(lang or os.environ.get(i18n.ENV) or course.default_language())
     if not notebook_dir(lang).is_dir():
         print(TEXT["no_edition"].format(lang=lang, folder=notebook_dir(lang)), flush=True)
         return 1

@@ -18,6 +18,7 @@ from nbformat import NotebookNode
 
 from autograder.course import LABS, Lab, lab_for_notebook
 from autograder.kit import i18n
+from autograder.kit.i18n import _
 
 #: A submission file larger than this is refused before it is read (a lab notebook with its
 #: outputs is well under 5 MB).
@@ -47,10 +48,10 @@ def is_solution(cell: NotebookNode) -> bool:
 def read_submission(path: Path) -> NotebookNode:
     """Parse a notebook file, with a one-line reason when it is not one."""
     if not path.is_file():
-        raise GradingError(f"{path}: no such file")
+        raise GradingError(_("{path}: no such file").format(path=path))
     limit = MAX_NOTEBOOK_BYTES
     shown = f"{limit / 1024**2:g} MiB" if limit >= 1024**2 else f"{limit} bytes"
-    too_big = f"{path}: too large to be a notebook (the limit is {shown})"
+    too_big = _("{path}: too large to be a notebook (the limit is {limit})").format(path=path, limit=shown)
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
         raise GradingError(too_big)
     with open(path, "rb") as f:
@@ -60,15 +61,15 @@ def read_submission(path: Path) -> NotebookNode:
     try:
         raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise GradingError(f"{path}: not a notebook (not UTF-8 text)") from None
+        raise GradingError(_("{path}: not a notebook (not UTF-8 text)").format(path=path)) from None
     except json.JSONDecodeError as exc:
-        raise GradingError(f"{path}: not a notebook (invalid JSON at line {exc.lineno})") from None
+        raise GradingError(_("{path}: not a notebook (invalid JSON at line {line})").format(path=path, line=exc.lineno)) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise GradingError(f"{path}: not a notebook (no list of cells)")
+        raise GradingError(_("{path}: not a notebook (no list of cells)").format(path=path))
     try:
         return nbformat.reads(json.dumps(raw), as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed cells
-        raise GradingError(f"{path}: not a valid notebook ({type(exc).__name__})") from None
+        raise GradingError(_("{path}: not a valid notebook ({error})").format(path=path, error=type(exc).__name__)) from None
 
 
 def identify_lab(path: Path, nb: NotebookNode) -> Lab:
@@ -77,9 +78,10 @@ def identify_lab(path: Path, nb: NotebookNode) -> Lab:
     lab = LABS.get(lab_id) if lab_id else lab_for_notebook(path.name)
     if lab is None:
         known = ", ".join(LABS)
-        raise GradingError(f"{path}: not a notebook of this course's labs ({known})")
-    if not lab.master.exists():
-        raise GradingError(f"{path}: the master of lab {lab.lab_id} is missing ({lab.master})")
+        raise GradingError(_("{path}: not a notebook of this course's labs ({known})").format(path=path, known=known))
+    master = lab.master_in(notebook_language(nb))
+    if not master.exists():
+        raise GradingError(_("{path}: the master of lab {lab} is missing ({master})").format(path=path, lab=lab.lab_id, master=master))
     return lab
 
 
@@ -95,7 +97,8 @@ def edition_master(path: Path, lab: Lab, lang: str) -> Path:
     master = lab.master_in(lang)
     if not master.exists() or not lab.student_in(lang).exists():
         name = i18n.LANGUAGES.get(lang, lang)
-        raise GradingError(f"{path}: lab {lab.lab_id} has no {name} edition here ({lab.student_in(lang)} is missing)")
+        raise GradingError(_("{path}: lab {lab} has no {language} edition here ({missing} is missing)").format(
+            path=path, lab=lab.lab_id, language=name, missing=lab.student_in(lang)))
     return master
 
 
@@ -126,13 +129,13 @@ def restore(submission: NotebookNode, master: NotebookNode, student: NotebookNod
             new = nbformat.from_dict(cell)
             new.source = mine.source if mine is not None else visible[gid]
             if mine is None:
-                restored.append(f"{gid} (deleted; put back empty)")
+                restored.append(_("{cell} (deleted; put back empty)").format(cell=gid))
         else:
             new = nbformat.from_dict(cell)
             if mine is None:
-                restored.append(f"{gid} (deleted)")
+                restored.append(_("{cell} (deleted)").format(cell=gid))
             elif mine.source not in (visible[gid], cell.source):
-                restored.append(f"{gid} (edited)")
+                restored.append(_("{cell} (edited)").format(cell=gid))
         out.cells.append(_clean(new))
         out.cells.extend(added.get(gid, []))
     return Restored(out, restored)

@@ -21,16 +21,22 @@ import zipfile
 from pathlib import Path
 
 from autograder import generate
-from autograder.course import LABS, ROOT
+from autograder.course import LABS, ROOT, SOURCE_LANGUAGE
 
 TOP = "mlops-labs"
 SETUP_FILES = ["Makefile", "requirements.txt", "requirements.in", "environment.yml", "pyproject.toml", ".gitignore"]
 STUDENT_README = Path(__file__).with_name("student_readme.md")
 
+
+def student_readme(lang: str) -> Path:
+    """The README a student bundle carries, in its language (``student_readme.es.md``)."""
+    return STUDENT_README if lang == SOURCE_LANGUAGE else STUDENT_README.with_suffix(f".{lang}.md")
+
+
 #: The only part of the autograder written for students (and the only part a sandbox sees):
 #: every ``.py``, ``.json`` and ``.md`` file under it ships.
 KIT_DIR = "kit"
-KIT_SUFFIXES = {".py", ".json", ".md"}
+KIT_SUFFIXES = {".py", ".json", ".md", ".po"}
 #: The engine files ``make check`` needs, each named here: a new module ships only once it is
 #: added to this list. A name that does not exist (yet) is skipped.
 ENGINE_FILES = (
@@ -41,6 +47,7 @@ ENGINE_FILES = (
     "notebook.py",
     "execute.py",
     "generate.py",
+    "translation.py",
     "report.py",
     "store.py",
     "sandbox.py",
@@ -58,20 +65,22 @@ NEVER_SHIPPED = ("checks", "references")
 _EPOCH = (2026, 1, 1, 0, 0, 0)
 
 
-def bundle_members(lab_ids: list[str] | None = None) -> dict[str, bytes]:
-    """Archive path -> content for every file of the bundle."""
+def bundle_members(lab_ids: list[str] | None = None, lang: str = SOURCE_LANGUAGE) -> dict[str, bytes]:
+    """Archive path -> content for every file of the bundle in ``lang``: that edition's
+    notebooks only (``labs/`` in English, ``labs/es/`` in Spanish, where ``make lab`` opens
+    them by itself) and its README; the kit with every language's message catalog."""
     labs = [LABS[lab_id] for lab_id in (lab_ids or list(LABS))]
     members: dict[str, bytes] = {}
     for lab in labs:
         # Rendered from the master now, so a stale labs/ file can never be shipped.
-        members[f"labs/{lab.lab_id}/{lab.lab_id}.ipynb"] = generate.render(lab).encode("utf-8")
+        members[lab.student_in(lang).relative_to(ROOT).as_posix()] = generate.render(lab, lang).encode("utf-8")
     for path in sorted((ROOT / "data").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             members[path.relative_to(ROOT).as_posix()] = path.read_bytes()
     members.update(autograder_members())
     for name in SETUP_FILES:
         members[name] = (ROOT / name).read_bytes()
-    members["README.md"] = STUDENT_README.read_bytes()
+    members["README.md"] = student_readme(lang).read_bytes()
     return members
 
 
@@ -94,13 +103,19 @@ def autograder_members() -> dict[str, bytes]:
     return members
 
 
-def build_bundle(out: Path, lab_ids: list[str] | None = None) -> Path:
-    """Write the bundle zip, every file under one top folder."""
-    return _write_zip(out, bundle_members(lab_ids))
+def build_bundle(out: Path, lab_ids: list[str] | None = None, lang: str = SOURCE_LANGUAGE) -> Path:
+    """Write the bundle zip in ``lang``, every file under one top folder."""
+    return _write_zip(out, bundle_members(lab_ids, lang))
+
+
+def bundle_name(lang: str) -> str:
+    """``student-bundle.zip``, ``student-bundle-es.zip``: one bundle per language."""
+    return "student-bundle.zip" if lang == SOURCE_LANGUAGE else f"student-bundle-{lang}.zip"
 
 
 def build_student_bundles(out_dir: Path, student_ids: list[str], secret: bytes,
-                          lab_ids: list[str] | None = None, progress: bool = True) -> list[Path]:
+                          lab_ids: list[str] | None = None, progress: bool = True,
+                          lang: str = SOURCE_LANGUAGE) -> list[Path]:
     """One bundle per student, ``out_dir/<student_id>.zip``: the class bundle with the student's
     own variant (``autograder.variants``). The secret only derives each seed here; no bundle holds
     it, another student's seed, or anything made from either."""
@@ -109,7 +124,7 @@ def build_student_bundles(out_dir: Path, student_ids: list[str], secret: bytes,
     from autograder import variants
 
     labs = lab_ids or list(LABS)
-    common = bundle_members(labs)
+    common = bundle_members(labs, lang)
     written = []
     for student_id in tqdm(student_ids, unit="student", desc="bundles", disable=not progress):
         members = variants.student_members(common, student_id, variants.variant_seed(secret, student_id), labs)

@@ -165,7 +165,9 @@ def student_members(members: dict[str, bytes], student_id: str, variant: int, la
             own[f"data/{path.relative_to(data).as_posix()}"] = path.read_bytes()
     seed = notebook_seed(variant)
     for lab_id in lab_ids:
-        name = f"labs/{lab_id}/{lab_id}.ipynb"
+        # The bundle's edition: labs/ in English, labs/<lang>/ in another language.
+        name = next(n for n in (f"labs/{lab_id}/{lab_id}.ipynb", *(f"labs/{lang}/{lab_id}/{lab_id}.ipynb"
+                                                                  for lang in course.EDITIONS)) if n in own)
         own[name] = with_seed(own[name].decode("utf-8"), seed).encode("utf-8")
         expected = expected_for(lab_id, data, seed)
         target = f"autograder/kit/expected/{lab_id}.json"

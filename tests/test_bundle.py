@@ -290,3 +290,55 @@ def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None
     [result] = json.loads((root / "r.json").read_text())
     assert result["score"] == 0 and result["max_score"] > 0
     assert not (root / "solutions").exists() and not (root / "autograder" / "checks").exists()
+
+
+@pytest.fixture(scope="module")
+def spanish_bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    path = build_bundle(tmp_path_factory.mktemp("release-es") / release.bundle_name("es"), lang="es")
+    with zipfile.ZipFile(path) as zf:
+        return {n.removeprefix(f"{TOP}/"): zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+
+
+def test_the_spanish_bundle_holds_the_spanish_notebooks_only_its_readme_and_no_answer(
+    spanish_bundle: dict[str, bytes], bundle: dict[str, bytes]
+) -> None:
+    notebooks = {n for n in spanish_bundle if n.endswith(".ipynb")}
+    assert notebooks == {f"labs/es/{lab_id}/{lab_id}.ipynb" for lab_id in LABS}
+    for name in notebooks:
+        assert json.loads(spanish_bundle[name])["metadata"]["course"]["language"] == "es"
+    assert spanish_bundle["README.md"] == release.student_readme("es").read_bytes() != bundle["README.md"]
+    # Everything else is the English bundle's: the same kit, with every language's catalog.
+    assert set(spanish_bundle) - notebooks == {n for n in bundle if not n.endswith(".ipynb")}
+    assert any(n.startswith("autograder/kit/locale/es/") and n.endswith(".po") for n in spanish_bundle)
+    assert leaks(spanish_bundle, all_secrets()) == []
+
+
+@grading
+def test_the_spanish_bundle_opens_and_checks_in_spanish_on_its_own(tmp_path: Path) -> None:
+    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"], lang="es")) as zf:
+        zf.extractall(tmp_path)
+    root = tmp_path / TOP
+    hooks = tmp_path / "no-editable"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
+    )
+    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
+    env.pop("COURSE_LANG", None)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from autograder import course, launch; print(course.default_language(), "
+                               "launch.notebook_dir(course.default_language()))"],
+        capture_output=True, text=True, timeout=60, cwd=root, env=env,
+    )
+    assert probe.stdout.split() == ["es", str(root / "labs" / "es")], probe.stdout + probe.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", "--own", "labs/es/01_tracking/01_tracking.ipynb", "--json", "r.json"],
+        capture_output=True, text=True, timeout=300, cwd=root, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads((root / "r.json").read_text())
+    assert result["language"] == "es" and result["score"] == 0 and result["max_score"] > 0
+    feedback = next((root / "feedback").glob("*.feedback.md")).read_text(encoding="utf-8")
+    from autograder.translation import english_sentences
+
+    assert english_sentences(feedback) == [], feedback
