@@ -28,6 +28,7 @@ from autograder import translation
 from autograder.course import LABS, MAIN_DATASET, SOLUTIONS_DIR, SOURCE_LANGUAGE, Lab
 from autograder.kit import i18n
 from autograder.kit.checking import EXPECTED_DIR
+from autograder.kit.i18n import _
 from autograder.labspec import spec_for
 from autograder.notebook import parameters_of
 
@@ -45,11 +46,15 @@ PIPELINE: list[type[Preprocessor]] = [
 
 
 def student_version(master: NotebookNode) -> NotebookNode:
-    """The student notebook for a master: solutions and hidden tests removed, no outputs."""
+    """The student notebook for a master: solutions and hidden tests removed, no outputs.
+    The stub nbgrader leaves in a TODO cell speaks the notebook's language."""
     nb = nbformat.from_dict(master)  # a copy: the preprocessors edit in place
+    lang = i18n.normalize(master.get("metadata", {}).get("course", {}).get("language"))
+    with i18n.using(lang):  # nbgrader's ClearSolutions.code_stub, in the notebook's words
+        stub = {"python": f"# {_('YOUR CODE HERE')}\nraise NotImplementedError()"}
     resources: dict = {}
     for step in PIPELINE:
-        nb, resources = step().preprocess(nb, resources)
+        nb, resources = (step(code_stub=stub) if step is ClearSolutions else step()).preprocess(nb, resources)
     return nb
 
 
