@@ -51,7 +51,8 @@ def student_version(master: NotebookNode) -> NotebookNode:
     nb = nbformat.from_dict(master)  # a copy: the preprocessors edit in place
     lang = i18n.normalize(master.get("metadata", {}).get("course", {}).get("language"))
     with i18n.using(lang):  # nbgrader's ClearSolutions.code_stub, in the notebook's words
-        stub = {"python": f"# {_('YOUR CODE HERE')}\nraise NotImplementedError()"}
+        words = _("YOUR CODE HERE")
+    stub = {"python": f"# {words}\nraise NotImplementedError()"}
     resources: dict = {}
     for step in PIPELINE:
         nb, resources = (step(code_stub=stub) if step is ClearSolutions else step()).preprocess(nb, resources)
