@@ -81,10 +81,11 @@ def _feedback(result: GradeResult, notes: list[str] | None, regrades: list[dict[
     if notes:
         out += ["", _("## Late policy"), ""] + [f"- {n}" for n in notes]
     if regrades:
+        every_check = _("all checks")
         out += ["", _("## Regrades"), "", _("| when (UTC) | by | why | check | score before | score after |"),
                 "|---|---|---|---|---|---|"]
         out += [
-            f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or _('all checks'))}"
+            f"| {_cell(e['when'])} | {_cell(e['who'])} | {_cell(e['why'])} | {_cell(e.get('check') or every_check)}"
             f" | {_score(e['old_score'])} | {_score(e['new_score'])} |"
             for e in regrades
         ]
