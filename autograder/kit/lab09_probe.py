@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autograder.kit import lab09_registry as lab09
+from autograder.kit import lab09_registry as registry
 from autograder.kit import lab09_server, labkit
 
 
@@ -41,18 +41,18 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
     from mlflow.server import get_app_client
 
     params, roles = job["params"], job["users"]
-    folder = Path(lab09.SERVER_DIR).resolve()
+    folder = Path(registry.SERVER_DIR).resolve()
     if not (folder / lab09_server.AUTH_DB).is_file():
         return {
             "access": {
-                "error": f"no user database {lab09.SERVER_DIR}/{lab09_server.AUTH_DB}: the notebook's "
+                "error": f"no user database {registry.SERVER_DIR}/{lab09_server.AUTH_DB}: the notebook's "
                 "server never ran"
             },
             "promote": {"error": "the notebook's server never ran"},
         }
     admin = (f"grader-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     config = _config(folder, *admin)
-    os.environ[lab09.QUIET_LINKS] = "true"
+    os.environ[registry.QUIET_LINKS] = "true"
     running = lab09_server.start(
         folder,
         job["tracking_uri"],
@@ -74,13 +74,13 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
                     auth.update_user_password(name, password)
                 users[role] = (name, password)
         try:
-            answer["access"] = lab09.probe_access(running.url, admin, users, params)
+            answer["access"] = registry.probe_access(running.url, admin, users, params)
         except Exception as exc:
             answer["access"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         os.environ["MLFLOW_TRACKING_URI"] = running.url
-        remote = RemotePromote(Path(lab09.GOVERNANCE_DIR).resolve() / lab09.PROMOTE_FILE)
+        remote = RemotePromote(Path(registry.GOVERNANCE_DIR).resolve() / registry.PROMOTE_FILE)
         try:
-            answer["promote"] = lab09.probe_promote(running.url, admin, users, params, remote)
+            answer["promote"] = registry.probe_promote(running.url, admin, users, params, remote)
         except Exception as exc:
             answer["promote"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         finally:
@@ -127,7 +127,7 @@ class RemotePromote:
     with the credentials the probe has set for this call (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)."""
 
     def __init__(self, path: Path) -> None:
-        kit_root = str(Path(lab09.__file__).resolve().parents[2])
+        kit_root = str(Path(registry.__file__).resolve().parents[2])
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
         self.proc = subprocess.Popen(
             [sys.executable, "-E", "-s", "-c", CHILD, kit_root, str(path)],
@@ -169,15 +169,17 @@ class RemotePromote:
 
 
 def flow(job: dict[str, Any]) -> dict[str, Any]:
-    """Task 6: the workflow file against probe operations (no server needed)."""
+    """Lab 09b's Task 3: the workflow file against probe operations (no server needed)."""
     import tempfile
 
     from autograder.kit import lab09_flow
 
     users = {"ds": job["users"]["data_scientist"], "reviewer": job["users"]["reviewer"]}
-    path = Path(lab09.GOVERNANCE_DIR).resolve() / lab09_flow.WORKFLOW_FILE
+    path = Path(registry.GOVERNANCE_DIR).resolve() / lab09_flow.WORKFLOW_FILE
     if not path.is_file():
-        return {"error": f"{lab09.GOVERNANCE_DIR}/{lab09_flow.WORKFLOW_FILE} is missing: run the TODO 6 cell"}
+        return {
+            "error": f"{registry.GOVERNANCE_DIR}/{lab09_flow.WORKFLOW_FILE} is missing: run the TODO 3 cell"
+        }
     with tempfile.TemporaryDirectory(prefix="lab09-flow-") as tmp:
         return lab09_flow.run(path, Path(tmp), users)
 
