@@ -49,7 +49,6 @@ PARTIAL: dict[str, set[int]] = {"02_tuning": {1, 3, 5}, "03b_selection": {1, 3},
                                "06a_drift": {1, 2}, "06b_retraining": {2, 3},
                                "07a_pipeline": {1, 2}, "07b_lineage": {1, 2},
                                "08a_service": {1, 2}, "08b_production": {1, 4},
-                               "09_governance": {2, 4, 6},
                                "09a_access": {2}, "09b_operations": {1, 3}}
 
 

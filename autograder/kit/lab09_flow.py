@@ -1,4 +1,4 @@
-"""Lab 09, Task 6: a workflow file run with the course's runner against *probe* operations.
+"""Lab 09b, Task 3: a workflow file run with the course's runner against *probe* operations.
 
 Whether a scheduled retraining workflow is wired right (drift check, then retrain, release gate,
 promote, and roll back only when the gate fails after a promotion; each step with the right
@@ -214,11 +214,6 @@ def run(workflow: Path, work: Path, users: dict[str, str]) -> dict[str, Any]:
     return found
 
 
-SCENARIO_WORDS = {
-    "quiet": "no drift",
-    "release": "drift, and the release gate passes",
-    "rollback": "drift, and the release gate fails after the promotion",
-}
 #: Who each command must log in as: the data scientist trains, the reviewer promotes and rolls
 #: back; the drift check needs nobody; the gate reads the registry as either.
 LOGINS = {

@@ -29,7 +29,6 @@ MODULES: dict[str, str] = {
     "07b_lineage": "autograder.references.lab07b",
     "08a_service": "autograder.references.lab08a",
     "08b_production": "autograder.references.lab08b",
-    "09_governance": "autograder.references.lab09",
     "09a_access": "autograder.references.lab09a",
     "09b_operations": "autograder.references.lab09b",
 }
