@@ -92,7 +92,7 @@ def judge_safely(judge: Judge, evidence: Evidence, expected: Mapping[str, Any]) 
     try:
         return judge(evidence, expected)
     except Exception as exc:
-        return CheckResult(False, f"could not check: {type(exc).__name__}: {exc}")
+        return CheckResult(False, _("could not check: {error}").format(error=f"{type(exc).__name__}: {exc}"))
 
 
 #: How a self-check names its task in the notebook (the one place this text lives).

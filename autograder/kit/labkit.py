@@ -160,8 +160,12 @@ def data_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The dataset to read: the given path, else the course's ``data/devops_metrics.csv``."""
     resolved = Path(path) if path else MAIN_DATASET
     if not resolved.is_file():
+        from autograder.kit.i18n import _  # light: Babel is read only for another language
+
         raise FileNotFoundError(
-            f"Dataset not found: {resolved}. Run `make data` at the repository root to create it."
+            _("Dataset not found: {path}. Run `make data` at the repository root to create it.").format(
+                path=resolved
+            )
         )
     return resolved
 
