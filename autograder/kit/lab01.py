@@ -34,6 +34,7 @@ from autograder.kit.checking import (
     runs,
     same_param_value,
 )
+from autograder.kit.i18n import _
 
 LAB = "01_tracking"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -229,7 +230,7 @@ def judge_figure(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if run is None:
         return CheckResult(False, _msg("no_run_figure", figure=FIGURE))
     if FIGURE not in ev.get("artifacts", []):
-        found = ", ".join(ev.get("artifacts", [])) or "none"
+        found = ", ".join(ev.get("artifacts", [])) or _("none")
         return CheckResult(False, _msg("no_figure", run=run["name"], figure=FIGURE, found=found))
     figure = ev.get("figure")
     if not figure or not figure.get("decodes"):
@@ -258,7 +259,7 @@ def judge_model(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(True, _msg("model_logged", model_id=model["id"]))
     got = model.get("predictions")
     if not isinstance(got, list) or len(got) != len(want):
-        return CheckResult(False, _msg("no_predictions", error=model.get("prediction_error", "no answer")))
+        return CheckResult(False, _msg("no_predictions", error=model.get("prediction_error", _("no answer"))))
     diff = max((abs(float(a) - float(b)) for a, b in zip(got, want, strict=True)), default=0.0)
     if not all(math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6) for a, b in zip(got, want, strict=True)):
         return CheckResult(False, _msg("model_differs", diff=diff))

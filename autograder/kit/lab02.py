@@ -32,6 +32,7 @@ from autograder.kit.checking import (
     run_record,
     same_param_value,
 )
+from autograder.kit.i18n import _
 
 LAB = "02_tuning"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -566,7 +567,7 @@ def judge_best(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     test = chosen["metrics"].get("test_r2")
     return CheckResult(True, _msg("best_ok", chosen=chosen["name"], n=chosen["params"].get("n_estimators"),
                                   d=chosen["params"].get("max_depth"), metric=SELECTION, value=value,
-                                  test="unknown" if test is None else f"{test:.4f}"))
+                                  test=_("unknown") if test is None else f"{test:.4f}"))
 
 
 def judge_surface(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:

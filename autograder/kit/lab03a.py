@@ -32,6 +32,7 @@ from autograder.kit.checking import (
     read_file,
     run_record,
 )
+from autograder.kit.i18n import _
 
 LAB = "03a_candidates"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -75,7 +76,7 @@ MESSAGES = {
     "wrong_metrics": (
         "run '{run}' has {wrong}, but its model gives {expected} by {folds}-fold cross-validation on the "
         "training split. Cross-validate on X_train and y_train with cv=CV_FOLDS (the test split waits for "
-        "Task 6).{sign}"
+        "Lab 03b).{sign}"
     ),
     "negated_error": (
         " An error is positive: a 'neg_' scorer gives minus the error, so flip its sign before logging it."
@@ -272,7 +273,7 @@ def judge_models(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         got, ref = model.get("predictions"), want[name]
         if not isinstance(got, list) or len(got) != len(ref):
             return CheckResult(False, _msg("no_predictions", run=name,
-                                           error=model.get("prediction_error", "no answer")))
+                                           error=model.get("prediction_error", _("no answer"))))
         diff = max((abs(float(a) - float(b)) for a, b in zip(got, ref, strict=True)), default=0.0)
         if not all(math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6) for a, b in zip(got, ref, strict=True)):
             return CheckResult(False, _msg("model_differs", run=name, model_type=MODEL_TYPES[name], diff=diff))

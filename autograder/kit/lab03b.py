@@ -38,6 +38,7 @@ from autograder.kit.checking import (
     read_artifact,
     run_record,
 )
+from autograder.kit.i18n import _
 from autograder.kit.lab03a import MAX_RUNS, MODEL_TYPES, SELECTION
 
 LAB = "03b_selection"
@@ -266,7 +267,7 @@ def judge_figure(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if ev.get("parent") is None:
         return CheckResult(False, _msg("no_parent", parent=parent_name, experiment=exp["experiment_name"]))
     if FIGURE not in ev.get("artifacts", []):
-        found = ", ".join(ev.get("artifacts", [])) or "none"
+        found = ", ".join(ev.get("artifacts", [])) or _("none")
         return CheckResult(False, _msg("no_figure", parent=parent_name, figure=FIGURE, found=found))
     figure = ev.get("figure")
     if not figure or not figure.get("decodes"):
@@ -329,7 +330,7 @@ def judge_decision(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                                        run=winner))
     if rule is None:
         return CheckResult(True, _msg("decision_recorded", values=pairs(tagged)))
-    over = ", ".join(name for name, decision in tagged.items() if decision == OVER_BUDGET) or "none"
+    over = ", ".join(name for name, decision in tagged.items() if decision == OVER_BUDGET) or _("none")
     r2, latency = metrics[winner]
     return CheckResult(True, _msg("decision_ok", run=winner, selection=SELECTION, r2=r2, metric=LATENCY,
                                   latency=latency, budget=budget, over=over))

@@ -37,6 +37,7 @@ from autograder.kit.checking import (
     runs,
     version_run_name,
 )
+from autograder.kit.i18n import _
 
 LAB = "04_registry"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -423,7 +424,7 @@ class _Registry:
         return self.versions[version]["tags"].get(key) if version in self.versions else None
 
     def describe(self) -> str:
-        return ", ".join(f"{v} ('{self.role(v)}')" for v in sorted(self.versions)) or "none"
+        return ", ".join(f"{v} ('{self.role(v)}')" for v in sorted(self.versions)) or _("none")
 
     def current_promotion(self) -> int | None:
         """The promoted version of the current round: the champion or the challenger, if it
@@ -491,7 +492,7 @@ def _rounded(values: list[float]) -> list[float]:
 def judge_register(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     record = ev["registry"]
     if not record["exists"]:
-        return CheckResult(False, _msg("no_model", name=record["name"], found=", ".join(record["others"]) or "none"))
+        return CheckResult(False, _msg("no_model", name=record["name"], found=", ".join(record["others"]) or _("none")))
     reg = _Registry(record)
     in_service, winner = exp["in_service"], exp["winner"]
     for run in (in_service, winner):
@@ -523,7 +524,7 @@ def _status(reg: _Registry, version: int, allowed: tuple[str, ...]) -> CheckResu
         tags = names(reg.versions[version]["tags"])
         return CheckResult(False, _msg("missing_tag", version=version, tag=STATUS, found=tags, value=allowed[0]))
     if found not in allowed:
-        expected = "' or '".join(allowed)
+        expected = _("' or '").join(allowed)
         return CheckResult(False, _msg("wrong_tag", version=version, tag=STATUS, found=found, expected=expected))
     return None
 
@@ -561,7 +562,7 @@ def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if reg is None or CHALLENGER not in reg.aliases:  # the cause first: there is nothing to load
         return CheckResult(False, _msg("no_challenger", name=ev["registry"]["name"]))
     if run is None or TEST_METRIC not in run["metrics"]:
-        found = names(run["metrics"]) if run else "no such run"
+        found = names(run["metrics"]) if run else _("no such run")
         return CheckResult(False, _msg("no_eval_run", run=run_name, found=found, metric=TEST_METRIC))
     version = reg.aliases[CHALLENGER]  # promotion and rollback leave it in place
     role, logged = reg.role(version), float(run["metrics"][TEST_METRIC])
@@ -612,7 +613,7 @@ def judge_promote(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     moved = _visits(reg.champion_path(), [previous, version]) if reg.moves is not None else (
         champion == version or reg.tag(version, STATUS) == ROLLED_BACK or champion > version)
     if not moved:
-        path = " → ".join(str(v) for v in reg.champion_path()) or "none"
+        path = " → ".join(str(v) for v in reg.champion_path()) or _("none")
         return CheckResult(False, _msg("alias_not_moved", previous=previous, version=version, moves=path))
     return CheckResult(True, _msg("promote_ok", version=version, winner=winner, previous=previous, tag=PREVIOUS))
 
@@ -639,7 +640,7 @@ def judge_rollback(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if _moves_missing(reg, exp):
         return CheckResult(False, _msg("no_moves"))
     if reg.moves is not None and not _visits(reg.champion_path(), [previous, version, previous]):
-        path = " → ".join(str(v) for v in reg.champion_path()) or "none"
+        path = " → ".join(str(v) for v in reg.champion_path()) or _("none")
         return CheckResult(False, _msg("never_promoted", previous=previous, version=version, moves=path))
     if reg.tag(previous, STATUS) == ROLLED_BACK:  # a second, unguarded run tags what it restored
         return CheckResult(False, _msg("restored_rolled_back", previous=previous, version=version, tag=STATUS))
@@ -657,7 +658,7 @@ def judge_serve(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("bad_evidence", file=SERVING_FILE, missing=", ".join(serving["missing"])))
     command = serving.get("command") or []
     if f"models:/{name}@{CHAMPION}" not in command:
-        return CheckResult(False, _msg("not_by_alias", command=" ".join(command[1:]) or "no command", name=name))
+        return CheckResult(False, _msg("not_by_alias", command=" ".join(command[1:]) or _("no command"), name=name))
     if serving.get("still_listening"):
         return CheckResult(False, _msg("still_running", port=serving["port"]))
     rows = serving.get("request_rows")
@@ -670,7 +671,7 @@ def judge_serve(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     recorded_expected = serving.get("recorded_expected")
     if not isinstance(recorded_expected, list):
         return CheckResult(False, _msg("no_champion_predictions", name=name,
-                                       error=serving.get("recorded_error", "no champion")))
+                                       error=serving.get("recorded_error", _("no champion"))))
     if not _close(response, recorded_expected):
         return CheckResult(False, _msg("served_differs", served=_rounded(response), name=name,
                                        expected=_rounded(recorded_expected),
@@ -680,7 +681,7 @@ def judge_serve(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(True, _msg("serve_recorded", port=serving["port"], rows=len(rows), name=name))
     if "predictions" not in served:
         return CheckResult(False, _msg("serve_failed", command=" ".join(command[1:]),
-                                       error=served.get("serve_error", "the grader could not start it")))
+                                       error=served.get("serve_error", _("the grader could not start it"))))
     reg = _Registry(ev["registry"]) if ev["registry"]["exists"] else None
     role = reg.role(reg.aliases.get(CHAMPION)) if reg else None
     want = (exp.get("serve_predictions") or {}).get(role)

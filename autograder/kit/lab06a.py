@@ -31,6 +31,7 @@ from autograder.kit.checking import (
     read_artifact,
     runs,
 )
+from autograder.kit.i18n import _
 
 LAB = "06a_drift"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -140,6 +141,7 @@ MESSAGES = {
     "report_ok": (
         "the 3 batch runs have {file}, {figure} and the tag drift_detected, following the rule ({verdicts})."
     ),
+    "list_more": "{shown} and {more} more",
 }
 
 
@@ -152,8 +154,8 @@ def _fmt(value: Any) -> str:
 
 def _list(items: list[str], limit: int = 4) -> str:
     """``a, b, c, d and 8 more`` for messages, or ``none``."""
-    shown = ", ".join(items[:limit]) or "none"
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+    shown = ", ".join(items[:limit]) or _("none")
+    return _msg("list_more", shown=shown, more=len(items) - limit) if len(items) > limit else shown
 
 
 def _show(values: Mapping[str, float], limit: int = 3) -> str:
@@ -205,7 +207,7 @@ def _batch_evidence(mlflow_client: Any, run: dict[str, Any], confine_to: Path | 
         data = read_artifact(mlflow_client, run, REPORT_FILE, confine_to)
         try:
             if data is None:
-                raise ValueError("it could not be read")
+                raise ValueError(_("it could not be read"))
             found["report"] = json.loads(data, parse_constant=_reject_constant)
         except ValueError as exc:
             found["report_error"] = str(exc)[:200]
@@ -218,7 +220,7 @@ def _batch_evidence(mlflow_client: Any, run: dict[str, Any], confine_to: Path | 
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
+    raise ValueError(_("{name} is not a JSON value").format(name=name))
 
 
 def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -349,7 +351,7 @@ def _judge_one_report(
     """A failure, or None. ``rules``: column -> whether the lab's rule marks it drifted, for
     the values in this report (from the grader; absent when it cannot be told here)."""
     name, artifacts = run["name"], run.get("artifacts") or []
-    found = ", ".join(artifacts) or "none"
+    found = ", ".join(artifacts) or _("none")
     if REPORT_FILE not in artifacts:
         return CheckResult(False, _msg("no_report", run=name, file=REPORT_FILE, found=found))
     if run.get("report_error") is not None:
@@ -465,7 +467,10 @@ def _judge_one_report(
         return CheckResult(
             False,
             _msg(
-                "wrong_detected", run=name, found=rep["drift_detected"], drifted=", ".join(drifted) or "none"
+                "wrong_detected",
+                run=name,
+                found=rep["drift_detected"],
+                drifted=", ".join(drifted) or _("none"),
             ),
         )
     tag, expected_tag = run["tags"].get("drift_detected"), str(bool(drifted)).lower()

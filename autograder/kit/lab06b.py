@@ -30,6 +30,7 @@ from autograder.kit.checking import (
     runs,
     version_run_name,
 )
+from autograder.kit.i18n import _
 
 LAB = "06b_retraining"
 #: Names read from the notebook's parameters cell (and set by the grader or papermill).
@@ -101,6 +102,8 @@ MESSAGES = {
         "the change was detected at row {found} of '{batch}', but the detector fires at row {expected}; "
         "page_hinkley() must return the index of the window where the alarm is raised (row = index x {window})."
     ),
+    "fired_at": "'{batch}' at row {row}",
+    "fired_nowhere": "no batch",
     "concept_ok": "window_mae matches the champion's error in the 3 batch runs; the detector fired on {fired}.",
     "concept_logged": (
         "the 3 batch runs have window_mae and the detector's verdict ({fired}); the grader checks the values on "
@@ -378,8 +381,8 @@ def judge_concept(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
             return CheckResult(
                 False, _msg("wrong_change_row", batch=batch, found=_fmt(row), expected=want, window=window)
             )
-        fired.append(f"'{batch}' at row {_fmt(row)}")
-    shown = ", ".join(fired) or "no batch"
+        fired.append(_msg("fired_at", batch=batch, row=_fmt(row)))
+    shown = ", ".join(fired) or _msg("fired_nowhere")
     if reference is None or alarms is None:
         return CheckResult(True, _msg("concept_logged", fired=shown))
     return CheckResult(True, _msg("concept_ok", fired=shown))
@@ -411,8 +414,8 @@ def judge_decision(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
             largest = max(shares, default=None)
             evidence_ = _msg(
                 "evidence",
-                share=_fmt(largest) if largest is not None else "none",
-                concept=tags.get("concept_drift_detected", "none"),
+                share=_fmt(largest) if largest is not None else _("none"),
+                concept=tags.get("concept_drift_detected", _("none")),
             )
             return CheckResult(
                 False,
@@ -440,7 +443,8 @@ def judge_retrain(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     name = exp["model_name"]
     if not reg.get("exists"):
         return CheckResult(
-            False, _msg("no_registered_model", name=name, found=", ".join(reg.get("others") or []) or "none")
+            False,
+            _msg("no_registered_model", name=name, found=", ".join(reg.get("others") or []) or _("none")),
         )
     aliases = reg.get("aliases") or {}
     initial = [v["version"] for v in reg.get("versions") or [] if v["run"] == exp["initial_run"]]
@@ -449,12 +453,12 @@ def judge_retrain(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     original = max(initial)
     challenger = aliases.get(CHALLENGER)
     if challenger is None:
-        return CheckResult(False, _msg("no_challenger", name=name, found=pairs(aliases) or "none"))
+        return CheckResult(False, _msg("no_challenger", name=name, found=pairs(aliases) or _("none")))
     if challenger in initial:
         return CheckResult(False, _msg("challenger_is_champion", version=challenger))
     challenger_pred = exp.get("challenger_pred")
     if challenger_pred is not None:
-        answer = (reg.get("predictions") or {}).get(str(challenger)) or {"prediction_error": "no answer"}
+        answer = (reg.get("predictions") or {}).get(str(challenger)) or {"prediction_error": _("no answer")}
         if "predictions" not in answer:
             return CheckResult(
                 False,
@@ -474,7 +478,7 @@ def judge_retrain(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if "champion_mae" not in logged or "challenger_mae" not in logged:
         return CheckResult(
             False,
-            _msg("no_retrain_run", run=exp["retrain_run"], found=names(logged) if run else "no such run"),
+            _msg("no_retrain_run", run=exp["retrain_run"], found=names(logged) if run else _("no such run")),
         )
     champion_now = aliases.get(CHAMPION)
     if challenger_pred is None or exp.get("champion_pred") is None:

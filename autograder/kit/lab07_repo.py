@@ -41,6 +41,7 @@ from autograder.kit.checking import (
     run_record,
     version_run_name,
 )
+from autograder.kit.i18n import _
 
 DATA_FILE = "data/metrics.csv"
 DVC_FILE = DATA_FILE + ".dvc"
@@ -260,7 +261,7 @@ msg = functools.partial(checking.message, MESSAGES)
 
 
 def short(sha: str | None) -> str:
-    return (sha or "none")[:8]
+    return (sha or _("none"))[:8]
 
 
 
@@ -494,7 +495,7 @@ def read_repository(project: Path, confine_to: Path | None = None) -> dict[str, 
     """The repository as data: its commits (parents before children, each with its files and
     the parsed content of the files the checks read) and its refs."""
     if confine_to is not None and not Path(os.path.realpath(project)).is_relative_to(os.path.realpath(confine_to)):
-        return {"exists": False, "found": "a folder outside the working folder"}
+        return {"exists": False, "found": _("a folder outside the working folder")}
     git = project / ".git"
     if not git.is_dir() or git.is_symlink():
         found = sorted(p.name for p in project.iterdir())[:10] if project.is_dir() and not project.is_symlink() else []
@@ -669,7 +670,7 @@ def _lineage(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def repo_commits(ev: Evidence) -> tuple[list[dict[str, Any]], CheckResult | None]:
     repo = ev.get("repo") or {}
     if not repo.get("exists"):
-        return [], CheckResult(False, msg("no_project", project=ev.get("project"), found=repo.get("found", "nothing")))
+        return [], CheckResult(False, msg("no_project", project=ev.get("project"), found=repo.get("found", _("nothing"))))
     return repo.get("commits") or [], None
 
 
@@ -773,7 +774,7 @@ def judge_pushed(ev: Evidence, commit: Mapping[str, Any]) -> CheckResult | None:
     held = set(remote.get("hashes") or [])
     if not held:
         return CheckResult(False, msg("no_remote", remote=ev.get("remote_dir"),
-                                       found=f"{remote.get('files', 0)} files" if remote.get("exists") else "no folder"))
+                                       found=_("{n} files").format(n=remote.get("files", 0)) if remote.get("exists") else _("no folder")))
     for what, md5 in lock_hashes(commit).items():
         if md5 not in held:
             return CheckResult(False, msg("missing_in_remote", remote=ev.get("remote_dir"), what=what, md5=md5,

