@@ -137,7 +137,10 @@ def update(lang: str) -> tuple[int, int]:
 def problems(lang: str) -> list[str]:
     """What keeps ``lang``'s catalogs from covering every English message, one line each."""
     out = []
-    for domain, template in templates().items():
+    sources = templates()
+    out += [f"obsolete: {path.relative_to(ROOT)} (no module has these messages any more)"
+            for path in sorted(i18n.catalog_dir(lang).glob("*.po")) if path.stem not in sources]
+    for domain, template in sources.items():
         cat = read(lang, domain)
         for msg in template:
             if not msg.id:
