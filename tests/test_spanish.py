@@ -131,3 +131,19 @@ def test_an_untouched_spanish_notebook_earns_zero(lab: Lab, grade) -> None:
     assert result.language == ES
     assert result.score == 0, points(result)
     assert [m for c in result.checks for m in translation.english_sentences(c.message)] == []
+
+
+def test_the_programs_a_spanish_notebook_starts_speak_spanish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up cell's set_language reaches the workflow runner and the services the notebook
+    starts as processes of their own (they inherit $COURSE_LANG)."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(i18n.ENV, raising=False)
+    try:
+        i18n.set_language(ES)
+        child = subprocess.run([sys.executable, "-c", "from autograder.kit import i18n; print(i18n.language())"],
+                               capture_output=True, text=True, timeout=60, check=True)
+    finally:
+        i18n.set_language(None)
+    assert child.stdout.strip() == ES

@@ -53,9 +53,12 @@ def set_language(lang: str | None) -> str:
     """Print this process's messages in ``lang`` (``None``: back to ``$COURSE_LANG``).
 
     The Spanish notebooks call it in their set-up cell, so that their self-checks speak
-    Spanish whatever the environment says."""
+    Spanish whatever the environment says. The choice also goes into ``$COURSE_LANG``, so
+    that the programs the notebook starts (the workflow runner, a service) speak it too."""
     global _chosen
     _chosen = normalize(lang) if lang else None
+    if _chosen:
+        os.environ[ENV] = _chosen
     return language()
 
 
