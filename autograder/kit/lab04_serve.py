@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from autograder.kit.i18n import _
 from autograder.kit.labkit import FEATURES
 
 HOST = "127.0.0.1"
@@ -101,8 +102,10 @@ def serve(command: Any, rows: list[dict[str, Any]], kind: str | None = None) -> 
                 if process.poll() is not None or time.monotonic() - started > START_TIMEOUT:
                     log.seek(0)
                     tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
-                    why = "it exited" if process.poll() is not None else f"no answer within {START_TIMEOUT:g} s"
-                    return {"serve_error": f"{url}/ping did not answer ({why}): {' | '.join(tail)[:300]}"}
+                    why = _("it exited") if process.poll() is not None else _("no answer within {seconds} s").format(
+                        seconds=f"{START_TIMEOUT:g}")
+                    return {"serve_error": _("{url}/ping did not answer ({why}): {output}").format(
+                        url=url, why=why, output=" | ".join(tail)[:300])}
                 time.sleep(0.25)
             body = json.dumps(request_body(rows, kind)).encode()
             request = urllib.request.Request(f"{url}/invocations", data=body,

@@ -49,6 +49,7 @@ from typing import Any
 
 from autograder.kit import lab08_service as lab08
 from autograder.kit import labkit
+from autograder.kit.i18n import _
 
 #: Seconds the service may take to answer /health (imports and two models: a few seconds).
 START_TIMEOUT = 60.0
@@ -316,8 +317,9 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Any) -> str | None:
         time.sleep(0.2)
     log.seek(0)
     tail = log.read()[-4000:].decode("utf-8", "replace").strip().splitlines()[-4:]
-    why = "it exited" if process.poll() is not None else f"no answer within {START_TIMEOUT:g} s"
-    return f"GET /health did not answer ({why}): {' | '.join(tail)[:400]}"
+    why = _("it exited") if process.poll() is not None else _("no answer within {seconds} s").format(
+        seconds=f"{START_TIMEOUT:g}")
+    return _("GET /health did not answer ({why}): {output}").format(why=why, output=" | ".join(tail)[:400])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.kit.i18n import _
+
 HOST = "127.0.0.1"
 CONFIG_FILE = "basic_auth.ini"
 AUTH_DB = "basic_auth.db"
@@ -173,7 +175,7 @@ def start(
             tail = log.read().decode(errors="replace")[-2000:]
             server.stop()
             raise RuntimeError(
-                f"the MLflow server did not answer {server.url}/health; its last output:\n{tail}"
+                _("the MLflow server did not answer {url}/health; its last output:").format(url=server.url) + f"\n{tail}"
             )
         time.sleep(0.2)
 
