@@ -263,19 +263,28 @@ def test_a_students_own_bundle_runs_on_their_variant_and_its_self_checks_agree(t
     assert variants.TEXT["readme"].splitlines()[0] in (root / "VARIANT.md").read_text()
 
 
-@pytest.mark.slow
-def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None:
-    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"])) as zf:
+def unpacked_bundle(tmp_path: Path, lang: str) -> tuple[Path, dict[str, str]]:
+    """Lab 01's bundle in ``lang``, unzipped, and the environment that runs it on its own.
+
+    The course's editable install would quietly supply any module the bundle lacks (its finder
+    resolves autograder.<name> from the repository): it is taken out of every Python started
+    with this environment."""
+    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"], lang=lang)) as zf:
         zf.extractall(tmp_path)
     root = tmp_path / TOP
-    # The course's editable install would quietly supply any module the bundle lacks (its finder
-    # resolves autograder.<name> from the repository): take it out of every Python started here.
     hooks = tmp_path / "no-editable"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
         "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
     )
     env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
+    env.pop("COURSE_LANG", None)
+    return root, env
+
+
+@pytest.mark.slow
+def test_the_student_bundle_checks_a_notebook_on_its_own(tmp_path: Path) -> None:
+    root, env = unpacked_bundle(tmp_path, "en")
     probe = subprocess.run(
         [sys.executable, "-c", "import autograder.course, importlib.util as u; print(u.find_spec('autograder.references'))"],
         capture_output=True, text=True, timeout=60, cwd=root, env=env,
@@ -315,16 +324,7 @@ def test_the_spanish_bundle_holds_the_spanish_notebooks_only_its_readme_and_no_a
 
 @grading
 def test_the_spanish_bundle_opens_and_checks_in_spanish_on_its_own(tmp_path: Path) -> None:
-    with zipfile.ZipFile(build_bundle(tmp_path / "b.zip", ["01_tracking"], lang="es")) as zf:
-        zf.extractall(tmp_path)
-    root = tmp_path / TOP
-    hooks = tmp_path / "no-editable"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
-    )
-    env = {**os.environ, "COURSE_ROOT": str(root), "PYTHONPATH": os.pathsep.join([str(hooks), str(root)])}
-    env.pop("COURSE_LANG", None)
+    root, env = unpacked_bundle(tmp_path, "es")
     probe = subprocess.run(
         [sys.executable, "-c", "from autograder import course, launch; print(course.default_language(), "
                                "launch.notebook_dir(course.default_language()))"],
