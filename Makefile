@@ -74,7 +74,7 @@ lab-instructor: setup ## The same, with nbgrader's instructor tools (formgrader,
 mlflow: setup ## Start only the MLflow UI on the course store (PORT=5000)
 	@$(PY) -m autograder.launch ui --port $(PORT)
 
-labs: setup ## Regenerate the student notebooks in labs/ from solutions/
+labs: setup ## Regenerate labs/ and the Spanish edition (labs/es/, solutions/es/) from the masters
 	$(PY) -m autograder generate
 
 check: setup ## Grade one notebook: make check NB=path/to/notebook.ipynb
