@@ -86,7 +86,9 @@ class Lab:
         if lang == SOURCE_LANGUAGE:
             return self.master
         master = SOLUTIONS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
-        return master if master.exists() or not self.student_in(lang).exists() else self.student_in(lang)
+        # Only a bundle (no English master either) grades on the student notebook: where the
+        # masters are, a missing edition is an error (the hidden tests would be missing).
+        return self.student_in(lang) if not self.master.exists() and self.student_in(lang).exists() else master
 
 
 def discover_labs() -> dict[str, Lab]:

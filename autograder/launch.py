@@ -57,7 +57,7 @@ TEXT = Messages({
     "ready": "==> Ready in {seconds:.0f} s. Open 01_tracking/01_tracking.ipynb. Ctrl+C here stops both.",
     "no_edition": (
         "==> No notebooks in language '{lang}' here ({folder} is missing). "
-        "Run make labs, or open the English edition: make lab COURSE_LANG=en"
+        "This copy of the course has: {available}"
     ),
     "port_busy": (
         "==> Port {port} is in use by another program, so nothing was started. "
@@ -449,10 +449,14 @@ def lab(port: int = 5000, jupyter_port: int = 8888, instructor: bool = False,
     started = time.monotonic()
     lang = i18n.set_language(lang or os.environ.get(i18n.ENV) or course.default_language())
     if not notebook_dir(lang).is_dir():
-        print(TEXT["no_edition"].format(lang=lang, folder=notebook_dir(lang)), flush=True)
+        held = [code for code in i18n.LANGUAGES if any(notebook_dir(code).glob("[0-9][0-9]*_*/*.ipynb"))]
+        available = ", ".join(f"make lab COURSE_LANG={code}" for code in held) or "-"
+        print(TEXT["no_edition"].format(lang=lang, folder=notebook_dir(lang), available=available), flush=True)
         return 1
     uri = store_uri or labkit.course_store_uri()
     target = "lab-instructor" if instructor else "lab"
+    if lang != course.default_language():  # the advice keeps the student in their edition
+        target += f" COURSE_LANG={lang}"
     reuse_ui = False
     on_server = remote(uri)
     if on_server:

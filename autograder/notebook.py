@@ -16,7 +16,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from autograder.course import LABS, Lab, lab_for_notebook
+from autograder.course import LABS, SOURCE_LANGUAGE, Lab, lab_for_notebook
 from autograder.kit import i18n
 from autograder.kit.i18n import _
 
@@ -74,14 +74,12 @@ def read_submission(path: Path) -> NotebookNode:
 
 def identify_lab(path: Path, nb: NotebookNode) -> Lab:
     """The lab a submission belongs to: its metadata first, then its file name."""
-    lab_id = nb.get("metadata", {}).get("course", {}).get("lab")
-    lab = LABS.get(lab_id) if lab_id else lab_for_notebook(path.name)
+    course = nb.get("metadata", {}).get("course")
+    lab_id = course.get("lab") if isinstance(course, dict) else None
+    lab = LABS.get(lab_id) if isinstance(lab_id, str) else lab_for_notebook(path.name)
     if lab is None:
         known = ", ".join(LABS)
         raise GradingError(_("{path}: not a notebook of this course's labs ({known})").format(path=path, known=known))
-    master = lab.master_in(notebook_language(nb))
-    if not master.exists():
-        raise GradingError(_("{path}: the master of lab {lab} is missing ({master})").format(path=path, lab=lab.lab_id, master=master))
     return lab
 
 
@@ -89,12 +87,17 @@ def notebook_language(nb: NotebookNode) -> str:
     """The language a notebook is written in, from its metadata (English when it names none
     or one the course does not have). A submission may claim another: it then gets that
     edition's cells back and its feedback in that language, nothing else."""
-    return i18n.normalize(nb.get("metadata", {}).get("course", {}).get("language"))
+    course = nb.get("metadata", {}).get("course")
+    return i18n.normalize(course.get("language") if isinstance(course, dict) else None)
 
 
 def edition_master(path: Path, lab: Lab, lang: str) -> Path:
-    """The master of ``lab`` in ``lang``, with a one-line reason when that edition is missing."""
+    """The master of ``lab`` in ``lang``, with a one-line reason when it or that edition's
+    student notebook is missing."""
     master = lab.master_in(lang)
+    if lang == SOURCE_LANGUAGE and not master.exists():
+        raise GradingError(_("{path}: the master of lab {lab} is missing ({master})").format(
+            path=path, lab=lab.lab_id, master=master))
     if not master.exists() or not lab.student_in(lang).exists():
         name = i18n.LANGUAGES.get(lang, lang)
         raise GradingError(_("{path}: lab {lab} has no {language} edition here ({missing} is missing)").format(

@@ -64,24 +64,30 @@ def _comment(line: str) -> bool:
 
 
 def code_tokens(source: str) -> list[str]:
-    """What a code cell does, without its comments: Python tokens, or for a cell Python
-    cannot tokenize (a YAML file written by ``%%writefile``, a shell line) each line with its
-    ``#`` comment cut off. nbgrader's markers count as code."""
-    markers = [line.strip() for line in source.splitlines() if MARKER.match(line)]
+    """What a code cell does, without its comments: its Python tokens in order, with the
+    indentation and the ends of statements, and nbgrader's markers where they stand (a marker
+    moved past an answer would hand the answer out); for a cell Python cannot tokenize (a YAML
+    file written by ``%%writefile``, a shell line) each line, indentation kept, with its ``#``
+    comment cut off."""
     try:
-        toks = [
-            t.string
-            for t in tokenize.generate_tokens(io.StringIO(source).readline)
-            if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                              tokenize.DEDENT, tokenize.ENDMARKER)
-        ]
+        out = []
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                if MARKER.match(tok.string):
+                    out.append(tok.string.strip())
+            elif tok.type in (tokenize.NEWLINE, tokenize.DEDENT):
+                out.append(tokenize.tok_name[tok.type])  # '' or '\n' at the end: the type says it
+            elif tok.type not in (tokenize.NL, tokenize.ENDMARKER):
+                out.append(tok.string)  # an INDENT's string is the indentation itself
+        return out
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        toks = [
-            cut.rstrip()
-            for line in source.splitlines()
-            if (cut := re.sub(r"(^|\s)#.*$", "", line)).strip()
-        ]
-    return markers + toks
+        lines = []
+        for line in source.splitlines():
+            if MARKER.match(line):
+                lines.append(line.strip())
+            elif (cut := re.sub(r"(^|\s)#.*$", "", line).rstrip()).strip():
+                lines.append(cut)
+        return lines
 
 
 def load(lab: Lab, lang: str) -> dict[str, dict[str, Any]]:
@@ -145,11 +151,6 @@ def language_line(lang: str) -> str:
     """The set-up cell's first lines in a translated notebook: its self-checks then speak
     ``lang`` whatever ``$COURSE_LANG`` says."""
     return f'from autograder.kit import i18n\n\ni18n.set_language("{lang}")\n\n'
-
-
-def notebook_language(nb: NotebookNode) -> str:
-    """The language a notebook is written in (its metadata; English when it says none)."""
-    return i18n.normalize(nb.get("metadata", {}).get("course", {}).get("language"))
 
 
 def skeleton(lab: Lab, lang: str) -> tuple[Path, int]:

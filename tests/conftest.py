@@ -150,3 +150,13 @@ def grade(tmp_path: Path, graded_cache: Path) -> Callable[..., GradeResult]:
 def points(result: GradeResult) -> dict[str, float]:
     """check id -> points earned."""
     return {c.id: c.points for c in result.checks}
+
+
+@pytest.fixture(autouse=True)
+def _english_unless_a_test_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests compare English messages: a shell with ``COURSE_LANG=es`` exported (as
+    README.es.md suggests to Spanish students) must not turn them Spanish."""
+    from autograder.kit import i18n
+
+    monkeypatch.delenv(i18n.ENV, raising=False)
+    i18n.set_language(None)

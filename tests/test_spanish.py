@@ -147,3 +147,25 @@ def test_the_programs_a_spanish_notebook_starts_speak_spanish(monkeypatch: pytes
     finally:
         i18n.set_language(None)
     assert child.stdout.strip() == ES
+
+
+@pytest.mark.parametrize("edit", ["marker moved", "dedented", "yaml indent"])
+def test_a_translation_cannot_move_an_answer_out_of_its_region_or_change_indentation(edit: str) -> None:
+    """A translated cell whose markers or indentation differ would ship an answer (or change
+    what runs) in the Spanish student notebook: the tokens say so."""
+    english = ("# TODO 1: sum the rows.\nfor row in rows:\n    ### BEGIN SOLUTION\n    total += row\n"
+               "    ### END SOLUTION\n")
+    spanish = english.replace("sum the rows", "suma las filas")
+    assert translation.code_tokens(spanish) == translation.code_tokens(english)
+    cheat = {
+        "marker moved": spanish.replace("    ### BEGIN SOLUTION\n    total += row\n    ### END SOLUTION\n",
+                                        "    ### BEGIN SOLUTION\n    ### END SOLUTION\n    total += row\n"),
+        "dedented": "# TODO 1: suma.\nfor row in rows:\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\ntotal += row\n",
+        "yaml indent": None,
+    }[edit]
+    if edit == "yaml indent":
+        english = "%%writefile ci.yml\njobs:  # the jobs\n  test:\n    runs-on: ubuntu-latest\n"
+        spanish = english.replace("the jobs", "los jobs")
+        assert translation.code_tokens(spanish) == translation.code_tokens(english)
+        cheat = spanish.replace("    runs-on", "  runs-on")
+    assert translation.code_tokens(cheat) != translation.code_tokens(english)

@@ -38,8 +38,11 @@ def catalog_path(lang: str, domain: str) -> Path:
     return catalog_dir(lang) / f"{domain}.po"
 
 
-def normalize(lang: str | None) -> str:
-    """``es``, ``es_ES.UTF-8``, ``ES`` -> ``es``; anything unknown -> English."""
+def normalize(lang: object) -> str:
+    """``es``, ``es_ES.UTF-8``, ``ES`` -> ``es``; anything unknown (or not text: a notebook's
+    metadata is the student's) -> English."""
+    if not isinstance(lang, str):
+        return SOURCE
     code = (lang or "").strip().lower().replace("-", "_").split("_")[0].split(".")[0]
     return code if code in LANGUAGES else SOURCE
 
