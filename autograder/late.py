@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from autograder.kit import i18n
 from autograder.kit.i18n import Messages
 
 ANY_LAB = "*"
@@ -223,8 +224,9 @@ def annotate(records: list[dict[str, Any]], policy: LatePolicy | None) -> None:
         record["final_score"] = record["score"]
         if policy is None or not record.get("lab"):
             continue
-        lateness = policy.judge(record["student_id"], record["lab"], record.get("submitted_at"),
-                                float(record["score"]), float(record["max_score"]))
+        with i18n.using(record.get("language")):  # the note goes into the student's feedback
+            lateness = policy.judge(record["student_id"], record["lab"], record.get("submitted_at"),
+                                    float(record["score"]), float(record["max_score"]))
         if lateness is None:
             continue
         record["late_policy"] = {

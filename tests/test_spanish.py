@@ -169,3 +169,21 @@ def test_a_translation_cannot_move_an_answer_out_of_its_region_or_change_indenta
         assert translation.code_tokens(spanish) == translation.code_tokens(english)
         cheat = spanish.replace("    runs-on", "  runs-on")
     assert translation.code_tokens(cheat) != translation.code_tokens(english)
+
+
+def test_the_late_policy_note_in_a_spanish_students_feedback_is_spanish(tmp_path) -> None:
+    """The note goes into the student's own feedback: it is written in the notebook's language,
+    whatever the instructor's is."""
+    from datetime import UTC, datetime, timedelta
+
+    from autograder import late
+
+    due = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    (tmp_path / "policy.csv").write_text(f"lab,due,penalty_per_day\n01_tracking,{due.isoformat()},0.1\n")
+    policy = late.read_policy(tmp_path / "policy.csv", None)
+    records = [{"student_id": s, "lab": "01_tracking", "score": 10.0, "max_score": 10.0, "language": lang,
+                "submitted_at": (due + timedelta(days=2)).isoformat()} for s, lang in (("ana", ES), ("bob", "en"))]
+    late.annotate(records, policy)
+    spanish, english = (r["late_policy"]["note"] for r in records)
+    assert spanish != english and translation.english_sentences(spanish) == []
+    assert translation.english_sentences(english) != []
