@@ -25,8 +25,9 @@ from autograder.course import ROOT
 from autograder.kit import i18n
 
 PACKAGE = ROOT / "autograder"
-#: Where the grader's ``_()`` calls are looked for: the package and its kit, not references.
-SOURCES = ("*.py", "kit/*.py")
+#: Where the grader's ``_()`` calls are looked for: the package, its kit and the references
+#: (their messages reach the feedback; the catalogs hold only the sentences, never an answer).
+SOURCES = ("*.py", "kit/*.py", "references/*.py")
 PROJECT = "mlops-course"
 
 

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from autograder import course
+from autograder.kit.i18n import _
 from autograder.sandbox import Sandbox, python
 
 #: Seconds a program the grader runs for evidence may take, and the output it may print.
@@ -183,6 +184,6 @@ def nonce_answer(returncode: int | None, stdout: str, stderr: str, nonce: str, d
         if isinstance(answer, dict) and answer.get("nonce") == nonce:
             return answer
     if returncode is None:
-        return {"error": f"{doing} took longer than {RUN_TIMEOUT:g} s"}
-    tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+        return {"error": _("{doing} took longer than {seconds} s").format(doing=doing, seconds=f"{RUN_TIMEOUT:g}")}
+    tail = stderr.strip().splitlines()[-1:] or [_("no answer")]
     return {"error": tail[0][:300]}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.kit import lab04, labkit
+from autograder.kit.i18n import _
 from autograder.labspec import RUN_TIMEOUT, LabSpec, SandboxRunner
 
 #: Rows of the hidden test split sent to the champion's server.
@@ -93,19 +94,19 @@ def run_code(ev: dict[str, Any], exp: Mapping[str, Any], data_path: Path, runner
 
 def _answer(returncode: int | None, stdout: str, stderr: str, count: int) -> dict[str, Any]:
     if returncode is None:
-        return {"serve_error": f"serving took longer than {RUN_TIMEOUT:g} s"}
+        return {"serve_error": _("serving took longer than {seconds} s").format(seconds=f"{RUN_TIMEOUT:g}")}
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     try:
         answer = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
-        tail = stderr.strip().splitlines()[-1:] or ["no answer"]
+        tail = stderr.strip().splitlines()[-1:] or [_("no answer")]
         return {"serve_error": tail[0][:300]}
     values = answer.get("predictions")
     if isinstance(values, list) and len(values) == count and all(
         isinstance(v, int | float) and math.isfinite(v) for v in values
     ):
         return {"predictions": [float(v) for v in values]}
-    return {"serve_error": str(answer.get("serve_error", "not one number per row"))[:300]}
+    return {"serve_error": str(answer.get("serve_error", _("not one number per row")))[:300]}
 
 
 SPEC = LabSpec(lab=lab04, expected=expected, run_code=run_code, store_extras=lab04.STORE_EXTRAS)

@@ -17,6 +17,7 @@ from typing import Any
 
 from autograder.kit import lab08_service as lab08
 from autograder.kit import labkit
+from autograder.kit.i18n import _
 from autograder.labspec import SandboxRunner, nonce_answer
 
 #: The forests of the set-up cell, by the run that logs them.
@@ -102,8 +103,9 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
     by_role = lab08.newest_by_role((ev.get("registry") or {}).get("roles") or {})
     ev.setdefault("docker", {"text": None})
     if lab08.CHAMPION_RUN not in by_role or lab08.CHALLENGER_RUN not in by_role:
-        ev["service"] = {"started": False, "error": f"'{exp['model_name']}' has no versions from the runs "
-                         f"'{lab08.CHAMPION_RUN}' and '{lab08.CHALLENGER_RUN}': run the set-up cell"}
+        ev["service"] = {"started": False, "error": _(
+            "'{model}' has no versions from the runs '{champion}' and '{challenger}': run the set-up cell").format(
+            model=exp["model_name"], champion=lab08.CHAMPION_RUN, challenger=lab08.CHALLENGER_RUN)}
         return
     # Swapped: the model of the challenger's run serves as champion.
     aliases = {lab08.CHAMPION: by_role[lab08.CHALLENGER_RUN], lab08.CHALLENGER: by_role[lab08.CHAMPION_RUN]}
@@ -123,5 +125,5 @@ def run_code(ev: dict[str, Any], exp: dict[str, Any], data_path: Path, runner: S
 
 
 def _answer(returncode: int | None, stdout: str, stderr: str, nonce: str) -> dict[str, Any]:
-    return nonce_answer(returncode, stdout, stderr, nonce, "driving the service")
+    return nonce_answer(returncode, stdout, stderr, nonce, _("driving the service"))
 

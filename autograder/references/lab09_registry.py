@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autograder.kit import lab09_registry as registry
+from autograder.kit.i18n import _
 from autograder.labspec import SandboxRunner, nonce_answer
 
 
@@ -37,6 +38,6 @@ def run_probe(ev: dict[str, Any], exp: dict[str, Any], runner: SandboxRunner, pa
         "parts": parts,
     }
     done = runner.run_kit("autograder.kit.lab09_probe", [], json.dumps(job).encode())
-    answer = nonce_answer(done.returncode, done.stdout, done.stderr, nonce, "asking the server")
+    answer = nonce_answer(done.returncode, done.stdout, done.stderr, nonce, _("asking the server"))
     for part in parts:
         ev[part] = answer.get(part) or {"error": answer.get("error", "no answer")}
