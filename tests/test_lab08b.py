@@ -258,11 +258,14 @@ def test_the_notebooks_service_is_stopped_when_a_line_in_its_block_fails(served:
     for alias, version in served["exp"]["aliases"].items():
         lab08_serve.set_alias(labkit.sqlite_path(served["uri"]), PARAMS["MODEL_NAME"], alias, version)
     seen: dict[str, Any] = {}
+    # Only the processes the block started are the service's: this pytest worker may hold
+    # others from earlier tests (a Dask cluster's workers, a kernel), which are not the test's.
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     service = namespace["running_service"](0.5, 10, served["work"] / "audit-helper.jsonl")
     with pytest.raises(ZeroDivisionError), service as url:  # the failure happens inside the block
         seen["url"] = url
         seen["health"] = httpx.get(f"{url}/health", timeout=10).status_code
-        seen["children"] = [p.pid for p in psutil.Process().children(recursive=True)]
+        seen["children"] = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
         1 / 0  # noqa: B018
     assert seen["health"] == 200 and seen["children"]
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
