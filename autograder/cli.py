@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 
-from autograder.course import ROOT
+from autograder.course import ROOT, SOURCE_LANGUAGE
 from autograder.grade import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
+from autograder.kit.i18n import LANGUAGES
 from autograder.results import GradeResult
 
 Command = Callable[[argparse.Namespace], int]
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--out", type=Path, default=None, metavar="PATH",
                      help="the zip (default dist/student-bundle.zip); with --roster, the folder of bundles "
                           "(default dist/students)")
-    rel.add_argument("--lang", default=None, choices=["en", "es"],
+    rel.add_argument("--lang", default=None, choices=list(LANGUAGES),
                      help="only this language's bundle (default: one bundle per language)")
     rel.add_argument("--roster", type=Path, default=None, metavar="CSV",
                      help="one bundle per student of the roster, each with its own variant (needs --variants)")
@@ -352,10 +353,10 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise ValueError("per-student bundles need both --roster and --variants")
         roster, secret = read_roster(args.roster), read_secret(args.variants)
         out = args.out or Path("dist/students")
-        bundles = build_student_bundles(out, sorted(roster), secret, args.lab, lang=args.lang or "en")
+        bundles = build_student_bundles(out, sorted(roster), secret, args.lab, lang=args.lang or SOURCE_LANGUAGE)
         print(f"wrote {len(bundles)} bundles, one per student, in {out}")
         return 0
-    from autograder.course import EDITIONS, SOURCE_LANGUAGE
+    from autograder.course import EDITIONS
     from autograder.release import bundle_name
 
     langs = [args.lang] if args.lang else [SOURCE_LANGUAGE, *EDITIONS]

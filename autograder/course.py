@@ -80,12 +80,16 @@ class Lab:
         ``labs/<lang>/`` (generated from the master and its translation)."""
         return self.student if lang == SOURCE_LANGUAGE else LABS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
 
+    def generated_master(self, lang: str) -> Path:
+        """Where ``make labs`` writes the master of another edition: ``solutions/<lang>/``."""
+        return SOLUTIONS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
+
     def master_in(self, lang: str) -> Path:
         """The master in ``lang``: the hand-written one in English, otherwise the generated
         ``solutions/<lang>/`` copy (in a student bundle, that edition's student notebook)."""
         if lang == SOURCE_LANGUAGE:
             return self.master
-        master = SOLUTIONS_DIR / lang / self.lab_id / f"{self.lab_id}.ipynb"
+        master = self.generated_master(lang)
         # Only a bundle (no English master either) grades on the student notebook: where the
         # masters are, a missing edition is an error (the hidden tests would be missing).
         return self.student_in(lang) if not self.master.exists() and self.student_in(lang).exists() else master

@@ -25,12 +25,12 @@ from nbgrader.preprocessors import (
 )
 
 from autograder import translation
-from autograder.course import LABS, MAIN_DATASET, SOLUTIONS_DIR, SOURCE_LANGUAGE, Lab
+from autograder.course import LABS, MAIN_DATASET, SOURCE_LANGUAGE, Lab
 from autograder.kit import i18n
 from autograder.kit.checking import EXPECTED_DIR
 from autograder.kit.i18n import _
 from autograder.labspec import spec_for
-from autograder.notebook import parameters_of
+from autograder.notebook import notebook_language, parameters_of
 
 # The same order as nbgrader's GenerateAssignment, minus the database and header steps.
 PIPELINE: list[type[Preprocessor]] = [
@@ -49,7 +49,7 @@ def student_version(master: NotebookNode) -> NotebookNode:
     """The student notebook for a master: solutions and hidden tests removed, no outputs.
     The stub nbgrader leaves in a TODO cell speaks the notebook's language."""
     nb = nbformat.from_dict(master)  # a copy: the preprocessors edit in place
-    lang = i18n.normalize(master.get("metadata", {}).get("course", {}).get("language"))
+    lang = notebook_language(master)
     with i18n.using(lang):  # nbgrader's ClearSolutions.code_stub, in the notebook's words
         words = _("YOUR CODE HERE")
     stub = {"python": f"# {words}\nraise NotImplementedError()"}
@@ -92,7 +92,7 @@ def stale_editions() -> list[tuple[Lab, str, list[str]]]:
                 stale.append((lab, lang, issues))
                 continue
             files = ((lab.student_in(lang), render(lab, lang)),
-                     (SOLUTIONS_DIR / lang / lab.lab_id / f"{lab.lab_id}.ipynb", render_master(lab, lang)))
+                     (lab.generated_master(lang), render_master(lab, lang)))
             if any(not p.exists() or p.read_text(encoding="utf-8") != text for p, text in files):
                 stale.append((lab, lang, []))
     return stale
@@ -106,7 +106,7 @@ def write_editions() -> tuple[list[Path], list[str]]:
         if issues:
             blocked.append(f"{lab.lab_id} ({lang}): {issues[0]}" + (f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""))
             continue
-        for p, text in ((SOLUTIONS_DIR / lang / lab.lab_id / f"{lab.lab_id}.ipynb", render_master(lab, lang)),
+        for p, text in ((lab.generated_master(lang), render_master(lab, lang)),
                         (lab.student_in(lang), render(lab, lang))):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8", newline="\n")
